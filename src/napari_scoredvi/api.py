@@ -1,0 +1,137 @@
+"""The public entry point: ``denoise(image) -> DenoiseResult``.
+
+Data flow: image in (:mod:`.image_in`) -> normalise (:mod:`.normalise`) -> noise estimate and prior
+weight (:mod:`.noise_estimate`) -> variational fit with score priors (:mod:`.fit`) -> outputs back
+in the input's units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import __version__
+from .devices import describe_device, resolve_device
+from .fit import fit
+from .image_in import as_channels_first
+from .noise_estimate import estimate_noise_std, prior_weight
+from .normalise import fit_normalisation
+from .presets import Preset, get_preset
+from .priors import load_priors
+
+LAM0 = 0.5
+BETA0_RANGE = (1e-4, 0.05)  # bounds of the Gamma prior rate (noise variance, model units)
+
+ProgressCallback = Callable[[int, int], object]
+
+
+class Cancelled(Exception):
+    """Raise this from a ``progress`` callback to stop a fit; ``denoise`` re-raises it."""
+
+
+@dataclass
+class DenoiseResult:
+    """Outputs of :func:`denoise`, all float32 with the input image's shape.
+
+    denoised: posterior mean, in the input's intensity units.
+    noise_variance: per-pixel noise variance from q(tau), input units squared.
+    posterior_std: per-pixel posterior standard deviation, input units.
+    info: what ran (preset, iterations, lam, estimated noise std, device, seconds, ...).
+    """
+
+    denoised: np.ndarray
+    noise_variance: np.ndarray
+    posterior_std: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def denoise_steps(
+    image,
+    channel_axis: int | None = None,
+    preset: str | Preset = "balanced",
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    lam: float | None = None,
+) -> Generator[tuple[int, int], None, DenoiseResult]:
+    """The work of :func:`denoise` as a generator: yields ``(step, total)``, returns the result.
+
+    Closing the generator (or stopping to iterate it) cancels the fit. The napari widget and the
+    batch pipeline drive this same generator.
+    """
+    t0 = time.perf_counter()
+    arr = as_channels_first(image, channel_axis)  # float64 copy, (C, H, W)
+    cfg = get_preset(preset)
+    dev = resolve_device(device)
+    if lam is not None and not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a positive number or None (automatic), got {lam!r}")
+    out_shape = np.shape(image)
+    info: dict = {"version": __version__, "preset": cfg.name, "seed": seed, "device": describe_device(dev)}
+    norm = fit_normalisation(arr)
+    if norm is None:  # a constant image (e.g. a blank frame of a stack): nothing to remove
+        info.update(iterations=0, skipped="constant image: returned unchanged", seconds=time.perf_counter() - t0)
+        zeros = np.zeros(out_shape, np.float32)
+        return DenoiseResult(np.asarray(image, dtype=np.float32).copy(), zeros, zeros.copy(), info)
+    y = norm.to_model(arr)
+    noise_std = estimate_noise_std(y)  # model units ([0, 1] range)
+    lam_used = prior_weight(noise_std * 255.0, LAM0) if lam is None else float(lam)
+    beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
+    priors = load_priors(dev)
+    out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
+                          device=dev, seed=seed, noise_std=noise_std)
+    denoised = norm.image_to_input(out.denoised)
+    variance = norm.variance_to_input(out.noise_variance)
+    std = norm.std_to_input(out.posterior_std)
+    if channel_axis is None:
+        denoised, variance, std = denoised[0], variance[0], std[0]
+    else:
+        denoised, variance, std = (np.moveaxis(a, 0, channel_axis) for a in (denoised, variance, std))
+    info.update(
+        iterations=out.iterations,
+        retries=out.retries,
+        diverged=out.diverged,
+        lam=lam_used,
+        lam_auto=lam is None,
+        beta0=beta0,
+        noise_std=float(noise_std * np.mean(norm.scale)),
+        noise_std_8bit=float(noise_std * 255.0),
+        normalisation={"offset": norm.offset.tolist(), "scale": norm.scale.tolist()},
+        final_terms=out.final_terms,
+        seconds=time.perf_counter() - t0,
+    )
+    return DenoiseResult(
+        denoised.astype(np.float32), variance.astype(np.float32), std.astype(np.float32), info
+    )
+
+
+def denoise(
+    image,
+    channel_axis: int | None = None,
+    preset: str | Preset = "balanced",
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    lam: float | None = None,
+) -> DenoiseResult:
+    """Denoise one 2D image (H, W), or a 2D image with a channel axis (RGB or multichannel).
+
+    image: any integer or float dtype; never modified. channel_axis: the channel axis of a 3D
+    image, or None. preset: ``"fast"``, ``"balanced"`` or ``"best"``. device: ``"auto"`` (CUDA,
+    then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``. seed: same seed and device give the same
+    result. progress: called as ``progress(step, total)`` after each iteration; raising from it
+    (e.g. :class:`Cancelled`) stops the fit and propagates. lam: prior weight; None picks it from
+    the estimated noise level.
+    """
+    steps = denoise_steps(image, channel_axis, preset, device, seed, lam)
+    try:
+        while True:
+            step, total = next(steps)
+            if progress is not None:
+                progress(step, total)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        steps.close()

@@ -1,0 +1,91 @@
+"""Command line: ``napari-scoredvi demo`` (and the batch commands)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .devices import DEVICE_CHOICES
+from .presets import PRESETS
+
+
+def _write_tiff(path: Path, data: np.ndarray) -> None:
+    """Write atomically: a killed run never leaves a truncated TIFF behind."""
+    import tifffile
+
+    tmp = path.with_name(path.name + ".part")
+    tifffile.imwrite(tmp, data)
+    os.replace(tmp, path)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    return float(10 * np.log10(data_range**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .api import denoise
+    from .samples import noisy_fluorescence
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    noisy, clean = noisy_fluorescence((args.size, args.size), seed=args.seed)
+    print(f"napari-scoredvi {__version__}: denoising a synthetic {args.size}x{args.size} uint16 fluorescence image "
+          f"(Poisson-Gaussian noise, camera offset 100) with preset '{args.preset}'")
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def progress(step: int, total: int) -> None:
+        now = time.perf_counter() - t0
+        if now - last[0] > 2 or step == total:
+            print(f"  step {step}/{total}  {now:.1f} s", flush=True)
+            last[0] = now
+
+    r = denoise(noisy, preset=args.preset, device=args.device, seed=args.seed, progress=progress)
+    rng = float(clean.max() - clean.min())
+    for name, data in [("noisy", noisy), ("clean", clean), ("denoised", r.denoised),
+                       ("noise_variance", r.noise_variance), ("posterior_std", r.posterior_std)]:
+        _write_tiff(out / f"{name}.tif", data)
+    print(f"device: {r.info['device']}; iterations: {r.info['iterations']}; prior weight lam: {r.info['lam']}; "
+          f"estimated noise std: {r.info['noise_std']:.2f} counts")
+    print(f"PSNR vs clean: noisy {_psnr(noisy, clean, rng):.2f} dB -> denoised {_psnr(r.denoised, clean, rng):.2f} dB")
+    print(f"took {r.info['seconds']:.1f} s; wrote noisy, clean, denoised, noise_variance, posterior_std .tif to {out}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="napari-scoredvi",
+        description="Denoise fluorescence microscopy images with ScoreDVI, from the single noisy image.",
+    )
+    p.add_argument("--version", action="version", version=f"napari-scoredvi {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="denoise a built-in synthetic sample and write the results as TIFF files")
+    d.add_argument("output", nargs="?", default="scoredvi-demo", help="folder for the TIFF files (default: %(default)s)")
+    d.add_argument("--preset", choices=list(PRESETS), default="balanced", help="speed/quality (default: %(default)s)")
+    d.add_argument("--device", choices=list(DEVICE_CHOICES), default="auto", help="default: %(default)s")
+    d.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, FileExistsError, PermissionError) as exc:
+        print(f"napari-scoredvi: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-scoredvi: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Fitting ScoreDVI's variational posterior to one image, as a generator of progress steps.
+
+``fit`` yields ``(step, total)`` after every Adam step and returns a :class:`FitOutput` (model
+units, (C, H, W) float32 arrays). Consumers (the Python API, the napari thread worker, the batch
+pipeline) drive the same generator; stopping iteration (``close()`` or an exception in the
+consumer) cancels the fit cleanly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .elbo import negative_elbo
+from .posterior import PosteriorNets
+from .presets import Preset
+
+DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
+MAX_RETRIES = 2
+TILE = 1024  # the final pass runs on tiles of at most TILE x TILE pixels ...
+TILE_OVERLAP = 64  # ... blended linearly over this many pixels, so large frames fit in memory
+
+
+@dataclass
+class FitOutput:
+    """Outputs in model units, each (C, H, W) float32, plus what the fit did."""
+
+    denoised: np.ndarray
+    noise_variance: np.ndarray
+    posterior_std: np.ndarray
+    iterations: int
+    retries: int
+    diverged: bool
+    final_terms: dict[str, float] = field(default_factory=dict)
+
+
+def _crops(
+    y: torch.Tensor, guide: torch.Tensor, size: int, count: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` random windows of ``size`` (or the whole image when smaller) of ``y`` (C, H, W) and
+    ``guide`` (K, C, H, W): (count, C, h, w) and (count, K, C, h, w)."""
+    h, w = y.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    if (ch, cw) == (h, w):
+        return y[None], guide[None]
+    rows = rng.integers(0, h - ch + 1, count)
+    cols = rng.integers(0, w - cw + 1, count)
+    windows = [(slice(r, r + ch), slice(c, c + cw)) for r, c in zip(rows, cols)]
+    return torch.stack([y[:, sr, sc] for sr, sc in windows]), torch.stack([guide[..., sr, sc] for sr, sc in windows])
+
+
+@torch.no_grad()
+def prior_estimates(y: torch.Tensor, priors: list) -> torch.Tensor:
+    """Each prior denoiser applied to the noisy image: (K, C, H, W) from ``y`` (C, H, W)."""
+    return torch.stack([prior(y[None])[0] for prior in priors])
+
+
+def _ramp(n: int, overlap: int, first: bool, last: bool, device) -> torch.Tensor:
+    weight = torch.ones(n, device=device)
+    ramp = torch.linspace(0, 1, overlap + 2, device=device)[1:-1]
+    if not first:
+        weight[:overlap] = ramp
+    if not last:
+        weight[-overlap:] = ramp.flip(0)
+    return weight
+
+
+def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, n - tile, step)) + [n - tile]
+    return sorted(set(starts))
+
+
+@torch.no_grad()
+def _outputs(
+    nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Denoised, noise variance, posterior std for the whole (C, H, W) image, tiled when large."""
+    c, h, w = y.shape
+    acc = torch.zeros(3, c, h, w, device=y.device)
+    norm = torch.zeros(1, 1, h, w, device=y.device)
+    rows, cols = _tile_starts(h, TILE, TILE_OVERLAP), _tile_starts(w, TILE, TILE_OVERLAP)
+    for r in rows:
+        for cc in cols:
+            th, tw = min(TILE, h), min(TILE, w)
+            q = nets(y[None, :, r : r + th, cc : cc + tw], guide[None, ..., r : r + th, cc : cc + tw])
+            out = torch.stack([q.denoised()[0], q.noise_variance()[0], q.posterior_std()[0]])
+            weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], y.device)[:, None] * _ramp(
+                tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], y.device
+            )[None, :]
+            acc[:, :, r : r + th, cc : cc + tw] += out * weight
+            norm[..., r : r + th, cc : cc + tw] += weight
+    acc /= norm
+    return acc[0], acc[1], acc[2]
+
+
+def _fit_once(
+    y: torch.Tensor, guide: torch.Tensor, preset: Preset, priors: list, lam: float, beta0: float, init_std: float, seed: int,
+    step0: int, total: int,
+) -> Generator[tuple[int, int], None, tuple[torch.nn.Module, dict[str, float]]]:
+    device = y.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        nets = PosteriorNets(y.shape[0], len(priors), preset.unet_levels, preset.unet_base, preset.aux_depth,
+                             preset.aux_width, beta0=beta0, init_std=init_std).to(device)
+    ema = AveragedModel(nets, multi_avg_fn=get_ema_multi_avg_fn(preset.ema), use_buffers=True)
+    opt = torch.optim.Adam(nets.parameters(), lr=preset.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(preset.iterations, 1), eta_min=preset.lr_final)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    terms: dict[str, torch.Tensor] = {}
+    for it in range(preset.iterations):
+        batch, batch_guide = _crops(y, guide, preset.crop, preset.crops, rng)
+        loss, terms = negative_elbo(batch, nets(batch, batch_guide), priors, lam, beta0, preset.samples, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema.update_parameters(nets)
+        terms["loss"] = loss.detach()
+        yield step0 + it + 1, total
+    return ema.module, {k: float(v) for k, v in terms.items()}
+
+
+def fit(
+    y: np.ndarray, preset: Preset, priors: list, lam: float, beta0: float, init_std: float,
+    device: torch.device, seed: int = 0, noise_std: float = 0.0,
+) -> Generator[tuple[int, int], None, FitOutput]:
+    """Fit q to ``y`` ((C, H, W) float32, model units) and return the outputs in model units.
+
+    Yields ``(step, total)`` after each Adam step. ``lam`` weighs the prior term, ``beta0`` is the
+    Gamma prior's rate (about the expected noise variance), ``init_std`` the initial posterior std.
+    A fit whose mean posterior std ends above ``max(DIVERGED_STD, noise_std)`` is redone with a new seed (at most
+    ``MAX_RETRIES`` times; ``total`` grows when that happens).
+    """
+    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
+    guide = prior_estimates(yt, priors)
+    total = preset.iterations
+    for retry in range(MAX_RETRIES + 1):
+        nets, terms = yield from _fit_once(yt, guide, preset, priors, lam, beta0, init_std, seed + 7919 * retry,
+                                           retry * preset.iterations, total)
+        nets.eval()
+        denoised, noise_var, post_std = _outputs(nets, yt, guide)
+        # ... unless the noise itself is that strong: the posterior is never wider than the likelihood
+        limit = max(DIVERGED_STD, noise_std)
+        diverged = bool(post_std.mean() > limit) or not bool(torch.isfinite(denoised).all())
+        if not diverged or retry == MAX_RETRIES:
+            break
+        total += preset.iterations
+    return FitOutput(
+        denoised=denoised.float().cpu().numpy(),
+        noise_variance=noise_var.float().cpu().numpy(),
+        posterior_std=post_std.float().cpu().numpy(),
+        iterations=(retry + 1) * preset.iterations,
+        retries=retry,
+        diverged=diverged,
+        final_terms=terms,
+    )

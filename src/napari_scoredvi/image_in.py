@@ -1,0 +1,69 @@
+"""Checking the user's image and bringing it to the engine's layout: float64, (C, H, W)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_SIDE = 16  # smaller images carry too few pixels to estimate noise or fit the posterior
+
+
+def as_channels_first(image, channel_axis: int | None) -> np.ndarray:
+    """Validate ``image`` and return it as a new float64 array of shape (C, H, W).
+
+    ``image`` is (H, W), or 3-D with the channel axis given by ``channel_axis``.
+    Raises ``TypeError``/``ValueError`` whose message says what is wrong and what to do.
+    The caller's array is never modified.
+    """
+    if image is None:
+        raise TypeError("image is None: pass a 2D numpy array (H, W) or a 3D array with channel_axis")
+    try:
+        arr = np.asarray(image)
+    except Exception as exc:  # e.g. a ragged list
+        raise TypeError(f"image could not be read as an array ({exc}); pass a numpy array") from exc
+    kind = arr.dtype.kind
+    if kind == "b":
+        raise TypeError("image is boolean (a mask?): ScoreDVI denoises intensity images; convert to a numeric dtype")
+    if kind not in "uif":
+        raise TypeError(
+            f"unsupported dtype {arr.dtype}: pass an integer or floating-point image "
+            "(uint8, uint16, int32, float32, float64, ...)"
+        )
+    if arr.size == 0:
+        raise ValueError(f"image is empty (shape {arr.shape}); nothing to denoise")
+    if channel_axis is None:
+        if arr.ndim != 2:
+            hint = (
+                " For a multichannel or RGB image pass channel_axis=<its axis>;"
+                " for a stack (z/t) denoise each 2D slice (the napari widget and the command line do this)."
+                if arr.ndim in (3, 4, 5)
+                else ""
+            )
+            raise ValueError(f"expected a 2D image (H, W) but got shape {arr.shape}.{hint}")
+        arr = arr[None]
+    else:
+        if arr.ndim != 3:
+            raise ValueError(
+                f"channel_axis={channel_axis} needs a 3D image (channels plus H and W), got shape {arr.shape}"
+            )
+        if not isinstance(channel_axis, (int, np.integer)) or not -3 <= channel_axis < 3:
+            raise ValueError(f"channel_axis must be an integer in [-3, 2] for a 3D image, got {channel_axis!r}")
+        arr = np.moveaxis(arr, int(channel_axis), 0)
+        if arr.shape[0] > 16:
+            raise ValueError(
+                f"channel axis {channel_axis} has {arr.shape[0]} entries, which looks like a stack, not channels "
+                f"(shape {np.asarray(image).shape}); denoise the slices one by one or pick the right channel_axis"
+            )
+    h, w = arr.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(
+            f"image is {h}x{w} pixels; ScoreDVI needs at least {MIN_SIDE}x{MIN_SIDE} "
+            "(check the axes: the last two dimensions are taken as Y and X)"
+        )
+    out = arr.astype(np.float64)  # always a copy: the input is never touched
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise ValueError(
+            f"image contains {int(bad.sum())} NaN/Inf pixel(s) out of {out.size}; "
+            "replace them (e.g. with numpy.nan_to_num or the local median) before denoising"
+        )
+    return out

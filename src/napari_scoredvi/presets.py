@@ -1,0 +1,52 @@
+"""Named settings of the fit: iterations, crop sampling, Monte Carlo samples and network sizes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One configuration of the variational fit (see docs/engine.md for how each was chosen).
+
+    iterations: Adam steps. crop / crops: each step fits ``crops`` random ``crop`` x ``crop``
+    windows of the image (the losses are per-pixel means, so crops give an unbiased estimate; the
+    whole image goes through the fitted networks once at the end). samples: Monte Carlo draws of x
+    per component per step. unet_levels / unet_base: image-net size. aux_depth / aux_width: the
+    shared noise/assignment/weight net. lr / lr_final: Adam step size, cosine-decayed.
+    """
+
+    name: str
+    iterations: int
+    crop: int
+    crops: int
+    samples: int
+    unet_levels: int
+    unet_base: int
+    aux_depth: int
+    aux_width: int
+    lr: float = 1e-3
+    lr_final: float = 5e-4
+    ema: float = 0.9
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset("fast", iterations=150, crop=64, crops=4, samples=1, unet_levels=3, unet_base=16,
+                   aux_depth=3, aux_width=16),
+    "balanced": Preset("balanced", iterations=300, crop=96, crops=4, samples=1, unet_levels=3, unet_base=24,
+                       aux_depth=4, aux_width=16),
+    "best": Preset("best", iterations=500, crop=128, crops=4, samples=2, unet_levels=4, unet_base=32,
+                   aux_depth=5, aux_width=32),
+}
+
+
+def get_preset(preset: str | Preset) -> Preset:
+    """A :class:`Preset` by name (``fast``, ``balanced``, ``best``) or passed through."""
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]

@@ -1,0 +1,67 @@
+"""The score priors: K pre-trained bias-free blind Gaussian denoisers shipped with the package.
+
+``load_priors`` returns one :class:`GaussianDenoiser` per mixture component. The weights were
+trained by ``python -m napari_scoredvi.priors.train`` (see docs/priors.md) on grayscale images;
+multichannel and RGB images are served channel by channel.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import torch
+from torch import nn
+
+from .models import BiasFreeDnCNN
+
+WEIGHTS_FILE = "gray.pt"
+
+
+class GaussianDenoiser(nn.Module):
+    """A blind Gaussian denoiser with a deepinv-style ``forward(x, sigma)``.
+
+    ``x`` is (N, C, H, W) in [0, 1]-scaled units; every channel is denoised on its own by the
+    grayscale network. ``sigma`` is accepted for interface compatibility and ignored: the network
+    is blind (it reads the noise level, uniform or spatially varying, from ``x``).
+    """
+
+    def __init__(self, net: BiasFreeDnCNN, noise_range: tuple[float, float]) -> None:
+        super().__init__()
+        self.net = net
+        self.noise_range = noise_range  # std range it was trained on, units of [0, 1] data
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        n, c, h, w = x.shape
+        out = self.net(x.reshape(n * c, 1, h, w).contiguous(memory_format=self._format(x)))
+        return out.reshape(n, c, h, w)
+
+    @staticmethod
+    def _format(x: torch.Tensor) -> torch.memory_format:
+        return torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
+
+
+@lru_cache(maxsize=1)
+def _load_state() -> dict:
+    ref = resources.files(__package__).joinpath("weights", WEIGHTS_FILE)
+    with resources.as_file(ref) as path:
+        if not path.exists():
+            raise FileNotFoundError(f"the prior weights {path} are missing from the installed package; reinstall it")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_priors(device: torch.device | str = "cpu") -> list[GaussianDenoiser]:
+    """The K shipped prior denoisers, in eval mode, without gradients, on ``device``."""
+    state = _load_state()
+    cfg = state["config"]
+    ranges = state["ranges_8bit"].tolist()
+    priors = []
+    for k, rng in enumerate(ranges):
+        net = BiasFreeDnCNN(cfg["channels"], cfg["depth"], cfg["width"])
+        net.load_state_dict(state[f"prior{k}"])
+        if torch.device(device).type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
+        prior = GaussianDenoiser(net, (rng[0] / 255.0, rng[1] / 255.0)).to(device).eval()
+        prior.requires_grad_(False)
+        priors.append(prior)
+    return priors

@@ -1,0 +1,200 @@
+"""Train the K bias-free blind Gaussian denoisers that serve as ScoreDVI's score priors.
+
+Run ``python -m napari_scoredvi.priors.train --data ../shared/datasets/bsd/train --out DIR``.
+Stage 1 trains one blind denoiser over the union of all noise ranges; stage 2 fine-tunes a copy of it
+for each component's own range. Noise is Gaussian with a spatially varying std (a smooth random
+map inside the range), so the priors accept non-i.i.d. levels. Every stage checkpoints to ``DIR``
+and resumes from there when the command is run again; a finished stage is skipped.
+Grayscale PNG/TIFF training images; intensities in [0, 1].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models import BiasFreeDnCNN
+
+#: Noise-std range of each mixture component, in 8-bit units (std * 255).
+RANGES_8BIT: tuple[tuple[float, float], ...] = ((0.0, 15.0), (10.0, 30.0), (25.0, 50.0))
+
+
+def load_images(data: Path) -> list[np.ndarray]:
+    """Every grayscale image under ``data`` as float32 in [0, 1]."""
+    import imageio.v3 as iio
+
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in {".png", ".tif", ".tiff", ".jpg"})
+    if not files:
+        raise SystemExit(f"no training images (png/tif/jpg) found in {data}")
+    images = []
+    for p in files:
+        im = np.asarray(iio.imread(p), dtype=np.float32)
+        if im.ndim == 3:
+            im = im[..., :3].mean(axis=-1)
+        images.append(im / (65535.0 if im.max() > 255 else 255.0))
+    return images
+
+
+def sample_batch(images: list[np.ndarray], batch: int, patch: int, gen: np.random.Generator) -> torch.Tensor:
+    """Random augmented clean patches, (batch, 1, patch, patch), with a random intensity scale."""
+    out = np.empty((batch, 1, patch, patch), np.float32)
+    for i in range(batch):
+        im = images[gen.integers(len(images))]
+        r = gen.integers(im.shape[0] - patch + 1)
+        c = gen.integers(im.shape[1] - patch + 1)
+        p = np.rot90(im[r : r + patch, c : c + patch], k=int(gen.integers(4)))
+        if gen.random() < 0.5:
+            p = p[:, ::-1]
+        # fluorescence is often dim after normalisation: teach the prior other intensity scales
+        out[i, 0] = p * (gen.uniform(0.25, 1.0) if gen.random() < 0.5 else 1.0)
+    return torch.from_numpy(out)
+
+
+def noise_std_map(batch: int, patch: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    """Per-pixel noise std in [lo, hi] (units of [0, 1] data): constant for half the batch, a
+    smooth bilinear field from a 3x3 random grid for the other half."""
+    grid = torch.rand(batch, 1, 3, 3, generator=gen)
+    const = torch.rand(batch, 1, 1, 1, generator=gen).expand(-1, -1, 3, 3)
+    use_const = (torch.rand(batch, 1, 1, 1, generator=gen) < 0.5).expand(-1, -1, 3, 3)
+    grid = torch.where(use_const, const, grid)
+    field = F.interpolate(grid, size=(patch, patch), mode="bilinear", align_corners=True)
+    return lo + (hi - lo) * field
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+@torch.no_grad()
+def evaluate(model: BiasFreeDnCNN, test_dir: Path, sigmas: tuple[int, ...] = (15, 25, 50)) -> dict[str, float]:
+    """Mean PSNR (dB) on the images in ``test_dir`` with i.i.d. Gaussian noise, fixed seed per image."""
+    images = load_images(test_dir)
+    model.eval()
+    out = {}
+    for s in sigmas:
+        vals = []
+        for i, im in enumerate(images):
+            g = torch.Generator().manual_seed(1000 * s + i)
+            clean = torch.from_numpy(im)[None, None]
+            noisy = clean + (s / 255.0) * torch.randn(clean.shape, generator=g)
+            vals.append(psnr(model(noisy).clamp(0, 1)[0, 0].numpy(), im))
+        out[f"sigma{s}"] = round(float(np.mean(vals)), 3)
+    return out
+
+
+def train_stage(
+    name: str,
+    model: BiasFreeDnCNN,
+    images: list[np.ndarray],
+    rng_8bit: tuple[float, float],
+    steps: int,
+    args: argparse.Namespace,
+    log,
+) -> None:
+    """Train ``model`` for ``steps`` Adam steps on noise in ``rng_8bit``; checkpoint and resume."""
+    ckpt = args.out / f"{name}.ckpt"
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / steps)))
+    start = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start = int(state["step"])
+        log(f"{name}: resumed at step {start}")
+    if start >= steps:
+        return
+    gen = np.random.default_rng([args.seed, start, len(name)])
+    tgen = torch.Generator().manual_seed(args.seed * 7919 + start)
+    lo, hi = rng_8bit[0] / 255.0, rng_8bit[1] / 255.0
+    model.train()
+    t0, running = time.perf_counter(), 0.0
+    for step in range(start, steps):
+        clean = sample_batch(images, args.batch, args.patch, gen)
+        noisy = clean + noise_std_map(args.batch, args.patch, lo, hi, tgen) * torch.randn(clean.shape, generator=tgen)
+        loss = F.mse_loss(model(noisy), clean)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running += loss.item()
+        if (step + 1) % args.log_every == 0 or step + 1 == steps:
+            n = (step + 1 - start) if step + 1 - start < args.log_every else args.log_every
+            log(f"{name}: step {step + 1}/{steps} mse {running / n:.3e} lr {sched.get_last_lr()[0]:.2e} "
+                f"{(time.perf_counter() - t0) / (step + 1 - start):.3f} s/step")
+            running = 0.0
+        if (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "step": step + 1}, tmp)
+            tmp.replace(ckpt)  # atomic: a kill never leaves a half-written checkpoint
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="folder of clean grayscale training images")
+    p.add_argument("--test", type=Path, default=None, help="folder of test images (e.g. Set12) for PSNR")
+    p.add_argument("--out", type=Path, required=True, help="folder for checkpoints, log and weights")
+    p.add_argument("--depth", type=int, default=10)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--steps-shared", type=int, default=4000, help="Adam steps of the union-range stage")
+    p.add_argument("--steps-each", type=int, default=1500, help="Adam steps of each range's fine-tuning")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logf = open(args.out / "train.log", "a")
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    log(f"start: {vars(args)} torch {torch.__version__} threads {torch.get_num_threads()} "
+        f"machine {platform.processor() or platform.machine()}")
+    t_start = time.perf_counter()
+    images = load_images(args.data)
+    union = (min(r[0] for r in RANGES_8BIT), max(r[1] for r in RANGES_8BIT))
+    shared = BiasFreeDnCNN(1, args.depth, args.width)
+    train_stage("shared", shared, images, union, args.steps_shared, args, log)
+    report = {"ranges_8bit": [list(r) for r in RANGES_8BIT], "config": shared.config(), "args": {
+        k: str(v) for k, v in vars(args).items()}}
+    if args.test:
+        report["shared_psnr"] = evaluate(shared, args.test)
+        log(f"shared: Set PSNR {report['shared_psnr']}")
+    weights = {}
+    for k, rng in enumerate(RANGES_8BIT):
+        model = BiasFreeDnCNN(1, args.depth, args.width)
+        model.load_state_dict(shared.state_dict())
+        train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log)
+        weights[f"prior{k}"] = {n: t.clone() for n, t in model.state_dict().items()}
+        if args.test:
+            report[f"prior{k}_psnr"] = evaluate(model, args.test)
+            log(f"prior{k} {rng}: Set PSNR {report[f'prior{k}_psnr']}")
+    payload = {"config": shared.config(), "ranges_8bit": torch.tensor(RANGES_8BIT), **weights}
+    torch.save(payload, args.out / "gray.pt")
+    report["seconds_this_run"] = round(time.perf_counter() - t_start, 1)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    log(f"done: weights {args.out / 'gray.pt'}; report {args.out / 'report.json'}")
+
+
+if __name__ == "__main__":
+    main()

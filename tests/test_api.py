@@ -1,0 +1,110 @@
+"""End to end through the public API."""
+
+import numpy as np
+import pytest
+from conftest import psnr
+
+from napari_scoredvi import Cancelled, denoise, denoise_steps
+from napari_scoredvi.samples import noisy_fluorescence
+
+
+def test_denoises_synthetic_fluorescence_in_input_units(device):
+    noisy, clean = noisy_fluorescence((96, 96), seed=3)
+    before = noisy.copy()
+    r = denoise(noisy, preset="fast", device=device, seed=0)
+    np.testing.assert_array_equal(noisy, before)  # input untouched
+    for out in (r.denoised, r.noise_variance, r.posterior_std):
+        assert out.shape == noisy.shape and out.dtype == np.float32
+        assert np.isfinite(out).all()
+    rng = float(clean.max() - clean.min())
+    gain = psnr(r.denoised, clean, rng) - psnr(noisy, clean, rng)
+    assert gain > 4.0, f"PSNR gain only {gain:.2f} dB"
+    # units: the denoised image sits on the camera offset (100 counts), not on [0, 1]
+    assert abs(np.median(r.denoised) - np.median(clean)) < 5
+    # noise variance in counts^2: Poisson-Gaussian truth is photons*clean01 + read^2 = (clean-100) + 9
+    true_var = (clean - 100.0) + 9.0
+    ratio = np.median(r.noise_variance) / np.median(true_var)
+    assert 0.3 < ratio < 3.0, ratio
+    assert (r.posterior_std > 0).all() and np.median(r.posterior_std) < np.sqrt(np.median(true_var))
+    assert r.info["preset"] == "fast" and r.info["iterations"] >= 150
+    assert {"lam", "noise_std", "device", "seconds"} <= set(r.info)
+
+
+def test_same_seed_same_result(tiny_preset):
+    noisy, _ = noisy_fluorescence((48, 48), seed=1)
+    a = denoise(noisy, preset=tiny_preset, device="cpu", seed=5)
+    b = denoise(noisy, preset=tiny_preset, device="cpu", seed=5)
+    c = denoise(noisy, preset=tiny_preset, device="cpu", seed=6)
+    np.testing.assert_array_equal(a.denoised, b.denoised)
+    np.testing.assert_array_equal(a.noise_variance, b.noise_variance)
+    assert not np.array_equal(a.denoised, c.denoised)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_any_dtype(dtype, tiny_preset):
+    noisy, _ = noisy_fluorescence((40, 40), seed=2)
+    img = (noisy.astype(np.float64) / 4).astype(dtype)
+    r = denoise(img, preset=tiny_preset, device="cpu")
+    assert r.denoised.dtype == np.float32 and r.denoised.shape == img.shape
+    assert abs(float(np.mean(r.denoised)) - float(np.mean(img))) < 0.1 * float(np.ptp(img))
+
+
+def test_rgb_channel_axis(tiny_preset):
+    noisy, _ = noisy_fluorescence((40, 44), seed=4)
+    rgb = np.stack([noisy, noisy // 2, noisy // 3], axis=-1)
+    r = denoise(rgb, channel_axis=-1, preset=tiny_preset, device="cpu")
+    assert r.denoised.shape == rgb.shape
+    assert r.noise_variance.shape == rgb.shape
+    means = r.denoised.reshape(-1, 3).mean(0)
+    assert means[0] > means[1] > means[2]  # channels stay in place and in their own units
+
+
+def test_progress_reports_and_cancel_stops(tiny_preset):
+    noisy, _ = noisy_fluorescence((40, 40), seed=0)
+    seen = []
+
+    def progress(step, total):
+        seen.append((step, total))
+        if step == 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        denoise(noisy, preset=tiny_preset, device="cpu", progress=progress)
+    assert seen == [(1, 8), (2, 8), (3, 8)]
+
+
+def test_generator_can_be_closed_midway(tiny_preset):
+    noisy, _ = noisy_fluorescence((40, 40), seed=0)
+    steps = denoise_steps(noisy, preset=tiny_preset, device="cpu")
+    assert next(steps) == (1, 8)
+    steps.close()  # no exception, nothing left running
+
+
+def test_constant_image_is_returned_unchanged():
+    img = np.full((32, 32), 7, np.uint16)
+    r = denoise(img, device="cpu")
+    np.testing.assert_array_equal(r.denoised, 7)
+    assert (r.noise_variance == 0).all() and "constant" in r.info["skipped"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"preset": "ultra"}, ValueError, "unknown preset"),
+        ({"device": "tpu"}, ValueError, "unknown device"),
+        ({"lam": -1.0}, ValueError, "lam must be"),
+        ({"lam": float("nan")}, ValueError, "lam must be"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        denoise(np.zeros((32, 32)) + np.arange(32), **kwargs)
+
+
+def test_bad_images_are_rejected_before_any_work():
+    with pytest.raises(ValueError, match="NaN"):
+        denoise(np.full((32, 32), np.nan))
+    with pytest.raises(ValueError, match="at least"):
+        denoise(np.ones((1, 1)))
+    with pytest.raises(ValueError, match="channel_axis"):
+        denoise(np.ones((3, 32, 32)))

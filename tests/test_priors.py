@@ -1,0 +1,53 @@
+from importlib import resources
+
+import pytest
+import torch
+
+from napari_scoredvi.priors import load_priors
+from napari_scoredvi.priors.models import BiasFreeDnCNN
+
+
+def test_shipped_weights_are_small_and_load_safely():
+    ref = resources.files("napari_scoredvi.priors").joinpath("weights", "gray.pt")
+    with resources.as_file(ref) as path:
+        assert path.stat().st_size < 5 * 2**20
+        state = torch.load(path, weights_only=True)  # raises on anything but tensors/containers
+    assert {"config", "ranges_8bit", "prior0"} <= set(state)
+
+
+def test_priors_are_blind_denoisers_that_reduce_gaussian_noise():
+    priors = load_priors("cpu")
+    assert len(priors) == 3
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    clean = (0.3 + 0.4 * (xx > 0.5) + 0.2 * torch.sin(8 * yy))[None, None]
+    for prior in priors:
+        lo, hi = prior.noise_range
+        sigma = max((lo + hi) / 2, 5 / 255)
+        noisy = clean + sigma * torch.randn(clean.shape, generator=g)
+        with torch.no_grad():
+            out = prior(noisy, sigma)
+        assert out.shape == noisy.shape
+        assert ((out - clean) ** 2).mean() < 0.5 * ((noisy - clean) ** 2).mean()
+
+
+def test_bias_free_network_is_positively_homogeneous():
+    torch.manual_seed(0)
+    net = BiasFreeDnCNN(1, 5, 8)
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(3.0 * x), 3.0 * net(x), rtol=1e-4, atol=1e-6)
+
+
+def test_multichannel_is_served_channel_by_channel():
+    prior = load_priors("cpu")[0]
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = prior(x)
+        single = prior(x[:, 1:2])
+    torch.testing.assert_close(out[:, 1:2], single)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_priors_load_on_cuda():
+    assert next(load_priors("cuda")[0].parameters()).is_cuda
