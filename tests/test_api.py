@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import psnr
 
+from conftest import psnr
 from napari_scoredvi import Cancelled, denoise, denoise_steps
 from napari_scoredvi.samples import noisy_fluorescence
 

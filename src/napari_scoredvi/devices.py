@@ -45,7 +45,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             )
         index = torch.device(name).index or 0
         if index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+            raise RuntimeError(
+                f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
     if kind == "mps" and not _mps_available():
         raise RuntimeError(f"device {device!r} was requested but MPS is not available here; use device='auto' or 'cpu'")
     return torch.device(name)

@@ -81,7 +81,9 @@ class _ScoreGradient(torch.autograd.Function):
         return grad * score, None
 
 
-def score_log_prior(x: torch.Tensor, denoiser: Callable[[torch.Tensor], torch.Tensor], var: torch.Tensor) -> torch.Tensor:
+def score_log_prior(
+    x: torch.Tensor, denoiser: Callable[[torch.Tensor], torch.Tensor], var: torch.Tensor
+) -> torch.Tensor:
     """A surrogate of ``log p(x)`` whose gradient w.r.t. ``x`` is Tweedie's score ``(D(x) - x) / var``.
 
     Its value is not ``log p`` (the prior is implicit); only its gradient is used. The denoiser

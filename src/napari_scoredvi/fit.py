@@ -101,7 +101,8 @@ def _outputs(
 
 
 def _fit_once(
-    y: torch.Tensor, guide: torch.Tensor, preset: Preset, priors: list, lam: float, beta0: float, init_std: float, seed: int,
+    y: torch.Tensor, guide: torch.Tensor, preset: Preset, priors: list, lam: float, beta0: float,
+    init_std: float, seed: int, lr_factor: float,
     step0: int, total: int,
 ) -> Generator[tuple[int, int], None, tuple[torch.nn.Module, dict[str, float]]]:
     device = y.device
@@ -110,8 +111,10 @@ def _fit_once(
         nets = PosteriorNets(y.shape[0], len(priors), preset.unet_levels, preset.unet_base, preset.aux_depth,
                              preset.aux_width, beta0=beta0, init_std=init_std).to(device)
     ema = AveragedModel(nets, multi_avg_fn=get_ema_multi_avg_fn(preset.ema), use_buffers=True)
-    opt = torch.optim.Adam(nets.parameters(), lr=preset.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(preset.iterations, 1), eta_min=preset.lr_final)
+    opt = torch.optim.Adam(nets.parameters(), lr=preset.lr * lr_factor)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(preset.iterations, 1), eta_min=preset.lr_final * lr_factor
+    )
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     terms: dict[str, torch.Tensor] = {}
@@ -137,14 +140,17 @@ def fit(
     Yields ``(step, total)`` after each Adam step. ``lam`` weighs the prior term, ``beta0`` is the
     Gamma prior's rate (about the expected noise variance), ``init_std`` the initial posterior std.
     A fit whose mean posterior std ends above ``max(DIVERGED_STD, noise_std)`` is redone with a new seed (at most
-    ``MAX_RETRIES`` times; ``total`` grows when that happens).
+    ``MAX_RETRIES`` times, with half the step size; ``total`` grows when that happens). A fit that
+    still ends with a wider posterior is returned with ``diverged=True``; one with non-finite
+    values raises ``RuntimeError``.
     """
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
     guide = prior_estimates(yt, priors)
     total = preset.iterations
     for retry in range(MAX_RETRIES + 1):
+        # a retry takes a new seed and half the step size
         nets, terms = yield from _fit_once(yt, guide, preset, priors, lam, beta0, init_std, seed + 7919 * retry,
-                                           retry * preset.iterations, total)
+                                           0.5**retry, retry * preset.iterations, total)
         nets.eval()
         denoised, noise_var, post_std = _outputs(nets, yt, guide)
         # ... unless the noise itself is that strong: the posterior is never wider than the likelihood
@@ -153,6 +159,11 @@ def fit(
         if not diverged or retry == MAX_RETRIES:
             break
         total += preset.iterations
+    if not bool(torch.isfinite(denoised).all()):
+        raise RuntimeError(
+            f"the fit diverged {MAX_RETRIES + 1} times (non-finite output); try another preset or a fixed lam, "
+            "and check the image for extreme outliers"
+        )
     return FitOutput(
         denoised=denoised.float().cpu().numpy(),
         noise_variance=noise_var.float().cpu().numpy(),
