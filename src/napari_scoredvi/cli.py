@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="denoise a built-in synthetic sample and write the results as TIFF files")
     d.add_argument("output", nargs="?", default="scoredvi-demo",
                    help="folder for the TIFF files (default: %(default)s)")
-    d.add_argument("--preset", choices=list(PRESETS), default="balanced", help="speed/quality (default: %(default)s)")
+    d.add_argument("--preset", choices=list(PRESETS), default="fast", help="speed/quality (default: %(default)s)")
     d.add_argument("--device", choices=list(DEVICE_CHOICES), default="auto", help="default: %(default)s")
     d.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
     d.add_argument("--seed", type=int, default=0)
