@@ -28,6 +28,7 @@ import zarr
 
 from . import __version__
 from .api import denoise
+from .devices import resolve_device
 from .presets import Preset, get_preset
 from .volume_in import Volume, open_volume
 
@@ -122,6 +123,8 @@ def denoise_volume(
     if resume and overwrite:
         raise ValueError("choose either --resume or --overwrite, not both")
     cfg = get_preset(preset)
+    if scheduler is None:
+        resolve_device(device)  # fail now, not at the first slice, if the device is absent
     vol = open_volume(input_path, axes)
     in_path, out_path = Path(input_path).resolve(), Path(output_path).resolve()
     _check_paths(in_path, out_path)
@@ -218,7 +221,8 @@ def _make_job(vol: Volume, in_path: Path, out_path: Path, channel_axis, cfg: Pre
               posterior_std: bool) -> SliceJob:
     ndim = len(vol.axes)
     if channel_axis is not None:
-        if not isinstance(channel_axis, (int, np.integer)) or not -ndim <= channel_axis < ndim - 2:
+        ok = isinstance(channel_axis, (int, np.integer)) and -ndim <= channel_axis < ndim
+        if not ok or not int(channel_axis) % ndim < ndim - 2:
             raise ValueError(
                 f"channel_axis must name one of the non-Y/X dimensions of axes {vol.axes!r} "
                 f"(0 to {ndim - 3}), got {channel_axis!r}"

@@ -81,6 +81,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                              preset=args.preset, device=args.device, seed=args.seed, resume=args.resume,
                              overwrite=args.overwrite, scheduler=args.scheduler, progress=progress,
                              posterior_std=args.posterior_std)
+    except KeyboardInterrupt:
+        print("\nnapari-scoredvi: stopped; the finished slices are kept in the output: run the same command "
+              "with --resume to do the rest", file=sys.stderr)
+        raise
     finally:
         if bar is not None:
             bar.close()
