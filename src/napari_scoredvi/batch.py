@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ from .volume_in import Volume, open_volume
 
 ATTRS_KEY = "napari_scoredvi"
 OUTPUTS = ("denoised", "noise_variance")
+SAVE_EVERY_S = 2.0  # rewrite the provenance attributes at most this often during a run (and at its end)
 #: Called as ``progress(done, total, record)``: once at the start with ``record=None``, then after each slice.
 BatchProgress = Callable[[int, int, "dict | None"], object]
 
@@ -151,13 +153,14 @@ def denoise_volume(
         slices.setdefault(str(k), {"slice": job.label(int(k)), "status": "done"})
     todo = [int(k) for k in np.flatnonzero(~done)]
     run = {"started": _now(), "finished": None, "resumed": bool(resume and done.any()),
-           "scheduler": None if scheduler is None else str(getattr(scheduler, "scheduler", scheduler)),
+           "scheduler": _scheduler_name(scheduler),
            "slices_todo": len(todo)}
     meta.setdefault("runs", []).append(run)
     meta["status"] = "running"
     _save(group, meta)
     n_done = n - len(todo)
     tasks = {k: dask.delayed(run_slice, pure=False)(job, k, dask_key_name=f"scoredvi-slice-{k}") for k in todo}
+    last_save = time.monotonic()
     try:
         if progress is not None:
             progress(n_done, n, None)
@@ -171,7 +174,9 @@ def denoise_volume(
                 ) from record
             slices[str(k)] = record
             n_done += 1
-            _save(group, meta)
+            if time.monotonic() - last_save > SAVE_EVERY_S:  # the done flags, not these records, drive resume
+                _save(group, meta)
+                last_save = time.monotonic()
             if progress is not None:
                 progress(n_done, n, record)
         meta["status"] = "complete"
@@ -215,6 +220,12 @@ def _execute(tasks: dict, scheduler):
     finally:
         if client is not scheduler:
             client.close()
+
+
+def _scheduler_name(scheduler) -> str | None:
+    if scheduler is None or isinstance(scheduler, str):
+        return scheduler
+    return str(getattr(getattr(scheduler, "scheduler", None), "address", type(scheduler).__name__))
 
 
 def _make_job(vol: Volume, in_path: Path, out_path: Path, channel_axis, cfg: Preset, device, seed, lam,

@@ -72,9 +72,9 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                   + (f" ({done} already done)" if done else ""), file=sys.stderr)
             bar = tqdm(total=total, initial=done, unit="slice", dynamic_ncols=True, file=sys.stderr)
             return
-        bar.update(1)
         where = " ".join(f"{ax.lower()}={i}" for ax, i in record["slice"].items())
-        bar.set_postfix_str(f"last: {where} {record.get('seconds', 0):.1f} s")
+        bar.set_postfix_str(f"last: {where} {record.get('seconds', 0):.1f} s", refresh=False)
+        bar.update(1)
 
     try:
         out = denoise_volume(args.input, args.output, axes=args.axes, channel_axis=args.channel_axis,
