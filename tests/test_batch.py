@@ -169,6 +169,18 @@ def test_resume_after_interruption_equals_clean_run(tmp_path, stack):
     assert provenance(part)["runs"][-1]["slices_todo"] == 0
 
 
+def test_a_failing_slice_stops_the_run_and_keeps_finished_slices(tmp_path, stack):
+    bad = stack.astype(np.float32)
+    bad[1, 5, 5] = np.nan
+    src, out = tmp_path / "bad.tif", tmp_path / "out.zarr"
+    tifffile.imwrite(src, bad, ome=True, metadata={"axes": "ZYX"})
+    with pytest.raises(RuntimeError, match=r"slice Z=1 failed \(ValueError: .*NaN.*--resume"):
+        denoise_volume(src, out, **RUN)
+    meta = provenance(out)
+    assert meta["status"] == "failed" and meta["slices"]["1"]["status"] == "failed"
+    assert zarr.open_array(str(out / "done"), mode="r")[:].tolist() == [1, 0, 0]
+
+
 def test_clear_errors_for_bad_input(tmp_path, stack, micro_cli, capsys):
     out = tmp_path / "out.zarr"
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -160,18 +160,18 @@ def denoise_volume(
     _save(group, meta)
     n_done = n - len(todo)
     tasks = {k: dask.delayed(run_slice, pure=False)(job, k, dask_key_name=f"scoredvi-slice-{k}") for k in todo}
-    last_save = time.monotonic()
+    last_save, failed = time.monotonic(), False
     try:
         if progress is not None:
             progress(n_done, n, None)
         for k, record in _execute(tasks, scheduler):
             if isinstance(record, BaseException):
-                slices[str(k)] = {"slice": job.label(k), "status": "failed", "error": f"{type(record).__name__}: "
-                                  f"{record}"}
-                raise RuntimeError(
-                    f"slice {job.label(k)} failed ({type(record).__name__}: {record}); the finished slices are "
-                    "kept: fix the problem and run again with --resume"
-                ) from record
+                error = f"{type(record).__name__}: {record}"
+                slices[str(k)] = {"slice": job.label(k), "status": "failed", "error": error}
+                failed = True
+                where = " ".join(f"{ax}={i}" for ax, i in job.label(k).items()) or "the image"
+                raise RuntimeError(f"slice {where} failed ({error}); the finished slices are kept: fix the "
+                                   "problem and run again with --resume") from record
             slices[str(k)] = record
             n_done += 1
             if time.monotonic() - last_save > SAVE_EVERY_S:  # the done flags, not these records, drive resume
@@ -181,7 +181,7 @@ def denoise_volume(
                 progress(n_done, n, record)
         meta["status"] = "complete"
     except BaseException:
-        meta["status"] = "interrupted"
+        meta["status"] = "failed" if failed else "interrupted"
         raise
     finally:
         run["finished"] = _now()
