@@ -124,7 +124,10 @@ def _open_tiff(p: Path) -> Volume:
         with tifffile.TiffFile(p) as tif:
             series = tif.series[0]
             axes = series.axes.upper().replace("S", "C")
-            scale, units = _tiff_scale(tif, axes)
+            try:
+                scale, units = _tiff_scale(tif, axes)
+            except Exception:  # odd OME-XML/ImageJ metadata: keep the pixels, lose only the pixel size
+                scale, units = [1.0] * len(axes), {}
             from_meta = bool(tif.is_ome or tif.is_imagej)
         store = tifffile.imread(p, aszarr=True, series=0, level=0)
         arr = da.from_zarr(zarr.open_array(store, mode="r"))
