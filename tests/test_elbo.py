@@ -15,7 +15,14 @@ from napari_scoredvi.elbo import (
     score_log_prior,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These checks compare against closed forms: run them in double precision, then restore."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _rand(*shape, lo=0.2, hi=3.0, seed=0):

@@ -7,6 +7,7 @@ Every term is per pixel (and channel); the objective averages them. Shapes follo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -61,8 +62,8 @@ def kl_dirichlet(log_d: torch.Tensor, d0: float = D0) -> torch.Tensor:
     return (
         torch.lgamma(d_sum)
         - torch.lgamma(d).sum(1)
-        - torch.lgamma(torch.tensor(k * d0, dtype=d.dtype))
-        + k * torch.lgamma(torch.tensor(d0, dtype=d.dtype))
+        - math.lgamma(k * d0)
+        + k * math.lgamma(d0)
         + ((d - d0) * (digamma(d) - digamma(d_sum)[:, None])).sum(1)
     )
 

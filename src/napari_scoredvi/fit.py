@@ -60,8 +60,8 @@ def prior_estimates(y: torch.Tensor, priors: list) -> torch.Tensor:
 
 
 def _ramp(n: int, overlap: int, first: bool, last: bool, device) -> torch.Tensor:
-    weight = torch.ones(n, device=device)
-    ramp = torch.linspace(0, 1, overlap + 2, device=device)[1:-1]
+    weight = torch.ones(n, device=device, dtype=torch.float32)
+    ramp = torch.linspace(0, 1, overlap + 2, device=device, dtype=torch.float32)[1:-1]
     if not first:
         weight[:overlap] = ramp
     if not last:
@@ -83,8 +83,8 @@ def _outputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Denoised, noise variance, posterior std for the whole (C, H, W) image, tiled when large."""
     c, h, w = y.shape
-    acc = torch.zeros(3, c, h, w, device=y.device)
-    norm = torch.zeros(1, 1, h, w, device=y.device)
+    acc = torch.zeros(3, c, h, w, device=y.device, dtype=torch.float32)
+    norm = torch.zeros(1, 1, h, w, device=y.device, dtype=torch.float32)
     rows, cols = _tile_starts(h, TILE, TILE_OVERLAP), _tile_starts(w, TILE, TILE_OVERLAP)
     for r in rows:
         for cc in cols:

@@ -61,7 +61,7 @@ def load_priors(device: torch.device | str = "cpu") -> list[GaussianDenoiser]:
         net.load_state_dict(state[f"prior{k}"])
         if torch.device(device).type == "cpu":
             net = net.to(memory_format=torch.channels_last)
-        prior = GaussianDenoiser(net, (rng[0] / 255.0, rng[1] / 255.0)).to(device).eval()
+        prior = GaussianDenoiser(net, (rng[0] / 255.0, rng[1] / 255.0)).to(device, torch.float32).eval()
         prior.requires_grad_(False)
         priors.append(prior)
     return priors
