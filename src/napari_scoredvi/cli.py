@@ -58,6 +58,76 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .batch import denoise_volume
+
+    bar = None
+
+    def progress(done: int, total: int, record: dict | None) -> None:
+        nonlocal bar
+        if bar is None:
+            print(f"napari-scoredvi {__version__}: denoising {total} slice(s) of {args.input} -> {args.output}"
+                  + (f" ({done} already done)" if done else ""), file=sys.stderr)
+            bar = tqdm(total=total, initial=done, unit="slice", dynamic_ncols=True, file=sys.stderr)
+            return
+        where = " ".join(f"{ax.lower()}={i}" for ax, i in record["slice"].items())
+        bar.set_postfix_str(f"last: {where} {record.get('seconds', 0):.1f} s", refresh=False)
+        bar.update(1)
+
+    try:
+        out = denoise_volume(args.input, args.output, axes=args.axes, channel_axis=args.channel_axis,
+                             preset=args.preset, device=args.device, seed=args.seed, resume=args.resume,
+                             overwrite=args.overwrite, scheduler=args.scheduler, progress=progress,
+                             posterior_std=args.posterior_std)
+    except KeyboardInterrupt:
+        print("\nnapari-scoredvi: stopped; the finished slices are kept in the output: run the same command "
+              "with --resume to do the rest", file=sys.stderr)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    names = "denoised, noise_variance" + (", posterior_std" if args.posterior_std else "")
+    print(f"done: wrote {names} to {out} (OME-Zarr; open e.g. {out}/denoised in napari)")
+    return 0
+
+
+def _add_denoise_parser(sub) -> None:
+    d = sub.add_parser(
+        "denoise",
+        help="denoise every 2D slice of a TIFF or Zarr stack into an OME-Zarr folder",
+        description=(
+            "Denoise every 2D (Y, X) slice of a TIFF, OME-TIFF, ImageJ TIFF, Zarr or OME-Zarr image, one slice at "
+            "a time, and write the denoised image, the noise-variance map (and optionally the posterior standard "
+            "deviation) to an OME-Zarr folder with the same shape and pixel sizes. An interrupted run can be "
+            "finished with --resume. Example: napari-scoredvi denoise stack.tif stack-denoised.zarr --axes ZYX"
+        ),
+    )
+    d.add_argument("input", help="the noisy image: a .tif/.tiff file, a Zarr folder or an OME-Zarr folder")
+    d.add_argument("output", help="the OME-Zarr folder to create, e.g. result.zarr (never the input)")
+    d.add_argument("--axes", help="what each dimension is, one letter per dimension, the last two Y and X "
+                                  "(e.g. ZYX, TYX, TZCYX); needed only if the file does not say")
+    d.add_argument("--channel-axis", type=int, default=None, metavar="N",
+                   help="denoise the channels along dimension N (counted from 0) together as one multichannel "
+                        "image; by default every channel is denoised on its own")
+    d.add_argument("--preset", choices=list(PRESETS), default="balanced",
+                   help="speed/quality (default: %(default)s)")
+    d.add_argument("--device", choices=list(DEVICE_CHOICES), default="auto",
+                   help="where to compute; auto picks a GPU if there is one (default: %(default)s)")
+    again = d.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="finish an interrupted run: keep the slices already in OUTPUT and do the rest")
+    again.add_argument("--overwrite", action="store_true", help="delete an existing OUTPUT and start again")
+    d.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the slices on a dask.distributed cluster, e.g. tcp://10.0.0.5:8786 (needs "
+                        "'pip install napari-scoredvi[cluster]' and a filesystem shared with the workers)")
+    d.add_argument("--seed", type=int, default=0, help="random seed; slice k uses seed+k (default: %(default)s)")
+    d.add_argument("--posterior-std", action="store_true",
+                   help="also write the per-pixel posterior standard deviation")
+    d.set_defaults(func=cmd_denoise)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="napari-scoredvi",
@@ -73,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo)
+    _add_denoise_parser(sub)
     return p
 
 

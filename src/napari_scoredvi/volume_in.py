@@ -1,0 +1,217 @@
+"""Opening a TIFF or Zarr volume lazily for the batch pipeline: its array, axes and physical scale.
+
+Readers are tifffile (``aszarr``: memory-mapped, one slice read at a time) and zarr; the array is a
+``dask.array`` view, so nothing is loaded until a slice is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import zarr
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+AMBIGUOUS_TIFF_AXES = set("QI")  # tifffile's letters for "some stack axis, meaning unknown"
+
+# Units as written by OME-XML / ImageJ -> NGFF (UDUNITS-2) names.
+_UNITS = {
+    "µm": "micrometer", "μm": "micrometer", "um": "micrometer", "micron": "micrometer", "microns": "micrometer",
+    "\\u00b5m": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
+    "å": "angstrom", "s": "second", "sec": "second", "ms": "millisecond", "min": "minute", "h": "hour",
+}
+_NGFF_UNITS = set(_UNITS.values()) | {"micrometer", "nanometer", "millimeter", "second", "millisecond"}
+
+
+@dataclass
+class Volume:
+    """A lazily read input volume.
+
+    array: dask array, any shape (..., Y, X). axes: one letter per dimension, e.g. ``"TZCYX"``.
+    scale: physical size of one step along each axis (1.0 where unknown). units: NGFF unit name per
+    axis letter, where known. axes_from_metadata: True if axes came from OME/ImageJ/NGFF metadata.
+    """
+
+    array: da.Array
+    axes: str
+    scale: list[float]
+    units: dict[str, str] = field(default_factory=dict)
+    axes_from_metadata: bool = False
+    source: str = ""
+
+
+def ngff_unit(unit) -> str | None:
+    """The NGFF name for a unit string (``"µm"`` -> ``"micrometer"``), or None if unknown."""
+    if not isinstance(unit, str) or not unit.strip():
+        return None
+    u = unit.strip()
+    if u.lower() in _NGFF_UNITS:
+        return u.lower()
+    return _UNITS.get(u.lower(), _UNITS.get(u))
+
+
+def check_axes(axes: str, shape: tuple[int, ...]) -> str:
+    """Validate an axes string against a shape; returns it upper-cased. Raises ValueError."""
+    if not isinstance(axes, str) or not axes.isalpha():
+        raise ValueError(f"axes must be letters, one per dimension (e.g. 'ZYX' or 'TZCYX'), got {axes!r}")
+    axes = axes.upper()
+    if len(axes) != len(shape):
+        raise ValueError(
+            f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} dimensions (shape {shape}); "
+            "give one letter per dimension, e.g. 'ZYX' for a z-stack or 'TZCYX' for a time-lapse of z-stacks"
+        )
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes!r} repeats a letter; each dimension needs its own letter")
+    if axes[-2:] != "YX":
+        raise ValueError(
+            f"the last two axes must be Y and X (got {axes!r} for shape {shape}); the batch command denoises "
+            "2D Y-X slices. Images with interleaved colour samples (Y X S) are not supported yet"
+        )
+    return axes
+
+
+def open_volume(path: str | Path, axes: str | None = None) -> Volume:
+    """Open a TIFF/OME-TIFF/ImageJ TIFF, a zarr array, or an OME-Zarr image lazily.
+
+    axes: letters for the dimensions (e.g. ``"ZYX"``), needed only where the file does not say.
+    Raises FileNotFoundError for a missing path and ValueError for anything unreadable or unsupported.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"input {str(path)!r} does not exist")
+    if p.is_dir():
+        vol = _open_zarr(p)
+    elif p.suffix.lower() in TIFF_SUFFIXES:
+        vol = _open_tiff(p)
+    else:
+        raise ValueError(
+            f"input {str(path)!r} is neither a TIFF file (.tif/.tiff) nor a Zarr folder; convert it to "
+            "TIFF or OME-Zarr (e.g. with Fiji or bioformats2raw)"
+        )
+    shape = tuple(vol.array.shape)
+    if vol.array.ndim < 2:
+        raise ValueError(f"input {str(path)!r} has shape {shape}: need at least 2 dimensions (Y, X)")
+    if vol.array.dtype.kind not in "uif":
+        raise ValueError(f"input {str(path)!r} has dtype {vol.array.dtype}; need an integer or float image")
+    if axes is not None:
+        axes = check_axes(axes, shape)
+        if vol.axes_from_metadata and axes != vol.axes:
+            raise ValueError(
+                f"--axes {axes!r} contradicts the file's own metadata, which says {vol.axes!r}; "
+                "leave --axes out to use the metadata"
+            )
+        if axes != vol.axes:
+            vol.axes, vol.scale, vol.units = axes, [1.0] * len(shape), {}
+    elif not vol.axes or set(vol.axes) & AMBIGUOUS_TIFF_AXES:
+        if len(shape) == 2:
+            vol.axes, vol.scale = "YX", [1.0, 1.0]
+        else:
+            raise ValueError(
+                f"input {str(path)!r} has shape {shape} but does not say what its axes are; pass them, "
+                "e.g. --axes ZYX for a z-stack or --axes TZYX for a time-lapse of z-stacks "
+                "(letters T, C, Z, Y, X, one per dimension; the last two must be Y and X)"
+            )
+    vol.axes = check_axes(vol.axes, shape)
+    return vol
+
+
+def _open_tiff(p: Path) -> Volume:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            series = tif.series[0]
+            axes = series.axes.upper().replace("S", "C")
+            try:
+                scale, units = _tiff_scale(tif, axes)
+            except Exception:  # odd OME-XML/ImageJ metadata: keep the pixels, lose only the pixel size
+                scale, units = [1.0] * len(axes), {}
+            from_meta = bool(tif.is_ome or tif.is_imagej)
+        store = tifffile.imread(p, aszarr=True, series=0, level=0)
+        arr = da.from_zarr(zarr.open_array(store, mode="r"))
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
+        raise ValueError(f"could not read {str(p)!r} as a TIFF ({type(exc).__name__}: {exc})") from exc
+    if len(axes) != arr.ndim:  # tifffile reports squeezed axes; fall back to asking the user
+        axes, scale, units, from_meta = "", [1.0] * arr.ndim, {}, False
+    return Volume(arr, axes, scale, units, from_meta, str(p))
+
+
+def _tiff_scale(tif, axes: str) -> tuple[list[float], dict[str, str]]:
+    """Pixel sizes from OME-XML (PhysicalSize*, TimeIncrement) or ImageJ tags (resolution, spacing)."""
+    sizes: dict[str, float] = {}
+    units: dict[str, str] = {}
+    if tif.is_ome:
+        import tifffile
+
+        image = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+        for ax, key in (("X", "PhysicalSizeX"), ("Y", "PhysicalSizeY"), ("Z", "PhysicalSizeZ"), ("T", "TimeIncrement")):
+            if key in pixels:
+                sizes[ax] = float(pixels[key])
+                unit = ngff_unit(pixels.get(key + "Unit", "s" if ax == "T" else "µm"))
+                if unit:
+                    units[ax] = unit
+    elif tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        page = tif.pages[0]
+        for ax, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            t = page.tags.get(tag)
+            if t is not None:
+                num, den = t.value
+                if num > 0 and den > 0:
+                    sizes[ax] = den / num  # the tag is pixels per unit
+        if "spacing" in meta:
+            sizes["Z"] = float(meta["spacing"])
+        if "finterval" in meta:
+            sizes["T"] = float(meta["finterval"])
+            units["T"] = "second"
+        unit = ngff_unit(meta.get("unit"))
+        if unit:
+            units.update({ax: unit for ax in "XYZ" if ax in sizes})
+    scale = [sizes.get(ax, 1.0) for ax in axes]
+    return scale, {ax: u for ax, u in units.items() if ax in axes}
+
+
+def _open_zarr(p: Path) -> Volume:
+    try:
+        node = zarr.open(str(p), mode="r")
+    except Exception as exc:  # zarr raises several types for "not a store"
+        raise ValueError(
+            f"input folder {str(p)!r} is not a Zarr store (no .zarray/.zgroup/zarr.json found; {exc})"
+        ) from exc
+    if isinstance(node, zarr.Array):
+        axes = node.attrs.get("_ARRAY_DIMENSIONS")  # xarray convention, if present
+        axes = "".join(a[0] for a in axes).upper() if isinstance(axes, list) and axes else ""
+        return Volume(da.from_zarr(node), axes, [1.0] * node.ndim, {}, False, str(p))
+    group = node
+    ms = _multiscales(group)
+    if ms is None and "0" in group and isinstance(group["0"], zarr.Group):  # bioformats2raw layout
+        group, ms = group["0"], _multiscales(group["0"])
+    if ms is None:
+        arrays = sorted(name for name, _ in group.arrays())
+        hint = f"; point to one of its arrays instead, e.g. {str(p / arrays[0])!r}" if arrays else ""
+        raise ValueError(f"input {str(p)!r} is a Zarr group without OME-Zarr 'multiscales' metadata{hint}")
+    level = ms["datasets"][0]
+    arr = group[level["path"]]
+    axes_meta = ms.get("axes", [])
+    names = [a["name"] if isinstance(a, dict) else a for a in axes_meta]
+    axes = "".join(str(n)[0] for n in names).upper() if len(names) == arr.ndim else ""
+    scale = np.ones(arr.ndim)
+    for transforms in (level.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
+        for t in transforms:
+            if t.get("type") == "scale" and len(t.get("scale", [])) == arr.ndim:
+                scale = scale * np.asarray(t["scale"], dtype=float)
+    units = {}
+    for letter, a in zip(axes, axes_meta):
+        unit = ngff_unit(a.get("unit")) if isinstance(a, dict) else None
+        if unit:
+            units[letter] = unit
+    return Volume(da.from_zarr(arr), axes, scale.tolist(), units, bool(axes), str(p))
+
+
+def _multiscales(group) -> dict | None:
+    attrs = group.attrs.asdict()
+    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")  # NGFF 0.4 / 0.5
+    return ms[0] if isinstance(ms, list) and ms else None
