@@ -25,7 +25,13 @@ from pathlib import Path
 
 import dask
 import numpy as np
-import zarr
+
+try:
+    import zarr
+except ImportError as exc:  # zarr 3 needs Python 3.11; the engine itself runs on 3.10
+    raise ImportError(
+        "the batch pipeline needs zarr >= 3 (Python >= 3.11): upgrade Python, then pip install 'zarr>=3'"
+    ) from exc
 
 from . import __version__
 from .api import denoise
