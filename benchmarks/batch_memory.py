@@ -1,0 +1,56 @@
+"""Peak memory of the batch pipeline against the number of slices (it must stay flat).
+
+Writes a synthetic N x H x W uint16 Zarr for each N, runs ``denoise_volume`` on it in a fresh
+process, and prints the peak resident set size of that process (Linux ``ru_maxrss``).
+
+    python benchmarks/batch_memory.py --slices 2 6 --size 1024 --preset fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = r"""
+import json, resource, sys, time
+import numpy as np, zarr, torch
+from napari_scoredvi.batch import denoise_volume
+from napari_scoredvi.samples import add_camera_noise, clean_fluorescence
+n, size, preset, threads, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(threads)
+src = zarr.open_array(f"{tmp}/in.zarr", mode="w", shape=(n, size, size), chunks=(1, size, size), dtype="uint16")
+clean = clean_fluorescence((size, size), seed=0)
+for z in range(n):  # written slice by slice: the whole volume is never in memory here either
+    src[z] = add_camera_noise(np.roll(clean, 3 * z, axis=1), seed=z)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+denoise_volume(f"{tmp}/in.zarr", f"{tmp}/out.zarr", axes="ZYX", preset=preset, device="cpu")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"slices": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak / 1024,
+                  "rss_before_run_mb": base / 1024}))
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--slices", type=int, nargs="+", default=[2, 6])
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    print(f"{time.strftime('%Y-%m-%d')}: {args.size}x{args.size} uint16 slices, preset {args.preset}, CPU")
+    print(f"{'slices':>6s} {'peak RSS MB':>12s} {'s/slice':>8s}")
+    for n in args.slices:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.size), args.preset,
+                                  str(args.threads), tmp], capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{n:6d} {r['peak_rss_mb']:12.0f} {r['seconds'] / n:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
