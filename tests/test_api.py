@@ -108,3 +108,16 @@ def test_bad_images_are_rejected_before_any_work():
         denoise(np.ones((1, 1)))
     with pytest.raises(ValueError, match="channel_axis"):
         denoise(np.ones((3, 32, 32)))
+
+
+def test_engine_ignores_torch_default_dtype(tiny_preset):
+    import torch
+
+    noisy, _ = noisy_fluorescence((40, 40), seed=0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        r = denoise(noisy, preset=tiny_preset, device="cpu")
+    finally:
+        torch.set_default_dtype(old)
+    assert r.denoised.dtype == np.float32 and np.isfinite(r.denoised).all()

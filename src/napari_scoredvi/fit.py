@@ -109,7 +109,7 @@ def _fit_once(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         nets = PosteriorNets(y.shape[0], len(priors), preset.unet_levels, preset.unet_base, preset.aux_depth,
-                             preset.aux_width, beta0=beta0, init_std=init_std).to(device)
+                             preset.aux_width, beta0=beta0, init_std=init_std).to(device, torch.float32)
     ema = AveragedModel(nets, multi_avg_fn=get_ema_multi_avg_fn(preset.ema), use_buffers=True)
     opt = torch.optim.Adam(nets.parameters(), lr=preset.lr * lr_factor)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
