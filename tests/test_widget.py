@@ -59,7 +59,7 @@ def test_manifest_valid_and_registered():
 def test_sample_data():
     layers = make_sample_data()
     assert [lt for _, _, lt in layers] == ["image", "image"]
-    assert layers[0][0].dtype == np.uint16 and layers[0][0].shape == layers[1][0].shape
+    assert layers[1][0].dtype == np.uint16 and layers[0][0].shape == layers[1][0].shape
 
 
 def test_denoise_slices_headless_and_close():
@@ -158,3 +158,18 @@ def test_bad_layers_notify(make_napari_viewer, qtbot, notes):
     w.run(img)
     _wait_done(qtbot, w)
     assert len(notes["error"]) == 2, notes["error"]
+
+
+def test_layer_box_follows_active_and_sample_command(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = _widget_for(viewer)
+    a = viewer.add_image(np.zeros((32, 32), np.float32), name="a")
+    viewer.add_labels(np.zeros((32, 32), np.int32), name="lab")
+    b = viewer.add_image(np.zeros((32, 32), np.float32), name="b")
+    assert w._layer_box.value is b
+    viewer.layers.selection.active = a
+    assert w._layer_box.value is a
+    assert {ly.name for ly in w._layer_box.choices} == {"a", "b"}
+    viewer.open_sample("napari-scoredvi", "noisy_stack")
+    assert "noisy fluorescence stack" in viewer.layers and "clean ground truth" in viewer.layers
+    assert w._layer_box.value is viewer.layers["noisy fluorescence stack"]

@@ -95,6 +95,22 @@ class ScoreDVIWidget(Container):
                      self._run_button, self._cancel_button, self._progress, self._status])
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
+        # keep the layer list current (also when not docked) and follow the active layer
+        for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            ev.connect(self._refresh_layers)
+        napari_viewer.layers.selection.events.active.connect(self._follow_active)
+        self._refresh_layers()
+
+    def _refresh_layers(self, event=None) -> None:
+        self._layer_box.reset_choices()
+        self._follow_active()
+
+    def _follow_active(self, event=None) -> None:
+        from napari.layers import Image
+
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image) and active in self._layer_box.choices and self.worker is None:
+            self._layer_box.value = active
 
     # -- helpers ---------------------------------------------------------------------------
     def _current_index(self, layer, lead_ndim: int) -> tuple[int, ...]:
