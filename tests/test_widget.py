@@ -173,3 +173,17 @@ def test_layer_box_follows_active_and_sample_command(make_napari_viewer):
     viewer.open_sample("napari-scoredvi", "noisy_stack")
     assert "noisy fluorescence stack" in viewer.layers and "clean ground truth" in viewer.layers
     assert w._layer_box.value is viewer.layers["noisy fluorescence stack"]
+
+
+def test_multiscale_uses_full_resolution(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=5)
+    src = viewer.add_image([noisy[0], noisy[0, ::2, ::2]], multiscale=True, name="ms", scale=(2.0, 2.0))
+    w = _widget_for(viewer)
+    w.run(src)
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    assert any("multiscale" in m for m in notes["info"])
+    den = viewer.layers["ms denoised"]
+    assert den.data.shape == (32, 32) and den.data.any()
+    np.testing.assert_allclose(den.scale, src.scale)
