@@ -108,6 +108,9 @@ def test_run_2d_adds_layers_with_geometry(make_napari_viewer, qtbot, notes):
     assert den.data.any() and (var.data > 0).all()
     assert var.colormap.name == "magma"
     assert [ly.name for ly in viewer.layers] == ["cells", "cells noise variance", "cells denoised"]
+    assert w._layer_box.value is src  # the outputs are never proposed as the next input
+    viewer.layers.selection.active = den
+    assert w._layer_box.value is src
 
 
 def test_run_dask_stack_all_slices(make_napari_viewer, qtbot, notes):

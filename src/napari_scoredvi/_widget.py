@@ -109,6 +109,8 @@ class ScoreDVIWidget(Container):
         from napari.layers import Image
 
         active = self.viewer.layers.selection.active
+        if "scoredvi" in getattr(active, "metadata", {}):  # never propose our own outputs
+            return
         if isinstance(active, Image) and active in self._layer_box.choices and self.worker is None:
             self._layer_box.value = active
 
@@ -193,6 +195,7 @@ class ScoreDVIWidget(Container):
                   "scope": self._scope_box.value, "version": __version__}
         for out in (den_layer, var_layer):
             out.metadata["scoredvi"] = dict(params, slices_done=[])
+        self._layer_box.value = layer  # adding the outputs made one of them active
         self._job = {"layer": layer, "den": den_layer, "var": var_layer, "n": len(indices), "var_max": 0.0}
         self.slices_done = 0
         self._progress.max = max(len(indices) * preset.iterations, 1)
