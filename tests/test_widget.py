@@ -113,6 +113,24 @@ def test_run_2d_adds_layers_with_geometry(make_napari_viewer, qtbot, notes):
     assert w._layer_box.value is src
 
 
+def test_posterior_std_layer_and_manual_prior_weight(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=4)
+    src = viewer.add_image(noisy[0], name="cells", scale=(2.0, 2.0))
+    w = _widget_for(viewer)
+    w._layer_box.value = src
+    w._std_box.value = True
+    w._lam_box.value = 1.5
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    std = viewer.layers["cells posterior std"]
+    np.testing.assert_allclose(std.scale, src.scale)
+    assert (std.data > 0).all() and std.contrast_limits[1] > 0
+    meta = viewer.layers["cells denoised"].metadata["scoredvi"]
+    assert meta["lam"] == 1.5 and meta["info"]["lam"] == 1.5 and not meta["info"]["lam_auto"]
+
+
 def test_run_dask_stack_all_slices(make_napari_viewer, qtbot, notes):
     da = pytest.importorskip("dask.array")
     viewer = make_napari_viewer()

@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, create_widget
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    create_widget,
+)
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import __version__
@@ -31,8 +40,11 @@ def denoise_slices(
     preset: str | Preset = "balanced",
     device: str = "auto",
     seed: int = 0,
+    lam: float | None = None,
+    posterior_std: np.ndarray | None = None,
 ) -> Generator[dict, None, dict]:
-    """Denoise ``data[idx]`` (2D) for each leading index into ``denoised[idx]`` / ``variance[idx]``.
+    """Denoise ``data[idx]`` (2D) for each leading index into ``denoised[idx]`` / ``variance[idx]``
+    (and ``posterior_std[idx]`` when given). ``lam``: prior weight, None for automatic.
 
     Reads one slice at a time (``np.asarray(data[idx])``), so dask/zarr data is never loaded whole.
     Yields ``{"kind": "step", ...}`` after every iteration and ``{"kind": "slice", "index": idx, ...}``
@@ -45,7 +57,7 @@ def denoise_slices(
     for i, idx in enumerate(indices):
         try:
             plane = np.asarray(data[idx])
-            steps = denoise_steps(plane, preset=preset, device=device, seed=seed)
+            steps = denoise_steps(plane, preset=preset, device=device, seed=seed, lam=lam)
             try:
                 while True:
                     step, total = next(steps)
@@ -58,6 +70,8 @@ def denoise_slices(
             return {"done": done, "error": f"slice {idx}: {exc}", "info": info}
         denoised[idx] = result.denoised
         variance[idx] = result.noise_variance
+        if posterior_std is not None:
+            posterior_std[idx] = result.posterior_std
         info = result.info
         done.append(idx)
         yield {"kind": "slice", "index": idx, "slice": i, "n_slices": n}
@@ -87,12 +101,15 @@ class ScoreDVIWidget(Container):
         self._device_box = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self._device_label = Label(value=_auto_device_text())
         self._scope_box = ComboBox(label="scope", choices=[SCOPE_SLICE, SCOPE_ALL], value=SCOPE_SLICE)
+        self._lam_box = FloatSpinBox(label="prior weight", value=0.0, min=0.0, max=16.0, step=0.25,
+                                     tooltip="lam, the weight of the score prior; 0 = automatic from the noise level")
+        self._std_box = CheckBox(text="add posterior std layer", value=False)
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(value="")
         self.extend([self._layer_box, self._preset_box, self._device_box, self._device_label, self._scope_box,
-                     self._run_button, self._cancel_button, self._progress, self._status])
+                     self._lam_box, self._std_box, self._run_button, self._cancel_button, self._progress, self._status])
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
         # keep the layer list current (also when not docked) and follow the active layer
@@ -191,17 +208,23 @@ class ScoreDVIWidget(Container):
         contrast = tuple(float(c) for c in layer.contrast_limits)
         den_layer, den = self._output_layer(layer, "denoised", tuple(data.shape), "gray", contrast)
         var_layer, var = self._output_layer(layer, "noise variance", tuple(data.shape), "magma", (0.0, 1.0))
+        std_layer, std = None, None
+        if self._std_box.value:
+            std_layer, std = self._output_layer(layer, "posterior std", tuple(data.shape), "viridis", (0.0, 1.0))
+        lam = float(self._lam_box.value) or None
         params = {"source": layer.name, "preset": preset.as_dict(), "device": device, "seed": self.seed,
-                  "scope": self._scope_box.value, "version": __version__}
-        for out in (den_layer, var_layer):
+                  "scope": self._scope_box.value, "lam": "auto" if lam is None else lam, "version": __version__}
+        outputs = [o for o in (den_layer, var_layer, std_layer) if o is not None]
+        for out in outputs:
             out.metadata["scoredvi"] = dict(params, slices_done=[])
         self._layer_box.value = layer  # adding the outputs made one of them active
-        self._job = {"layer": layer, "den": den_layer, "var": var_layer, "n": len(indices), "var_max": 0.0}
+        self._job = {"layer": layer, "den": den_layer, "var": var_layer, "std": std_layer, "outputs": outputs,
+                     "n": len(indices), "var_max": 0.0}
         self.slices_done = 0
         self._progress.max = max(len(indices) * preset.iterations, 1)
         self._progress.value = 0
         self._status.value = f"running on {len(indices)} slice(s)"
-        gen = denoise_slices(data, indices, den, var, preset, device, self.seed)
+        gen = denoise_slices(data, indices, den, var, preset, device, self.seed, lam, std)
         worker = create_worker(lambda: (yield from gen), _start_thread=False)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
@@ -231,7 +254,11 @@ class ScoreDVIWidget(Container):
         job["var_max"] = max(job["var_max"], vmax)
         if job["var_max"] > 0:
             job["var"].contrast_limits = (0.0, job["var_max"])
-        for out in (job["den"], job["var"]):
+        if job["std"] is not None:
+            job["std_max"] = max(job.get("std_max", 0.0), float(np.nanpercentile(job["std"].data[idx], 99.5)))
+            if job["std_max"] > 0:
+                job["std"].contrast_limits = (0.0, job["std_max"])
+        for out in job["outputs"]:
             out.metadata["scoredvi"]["slices_done"].append([int(i) for i in idx])
             out.refresh()
         self._status.value = f"{self.slices_done}/{job['n']} slice(s) done"
@@ -240,7 +267,7 @@ class ScoreDVIWidget(Container):
         if result["error"]:
             show_error(f"ScoreDVI: {result['error']} ({len(result['done'])} slice(s) finished before)")
             return
-        for out in (self._job["den"], self._job["var"]):
+        for out in self._job["outputs"]:
             out.metadata["scoredvi"]["info"] = result["info"]
         self._progress.value = self._progress.max
         show_info(f"ScoreDVI: denoised {len(result['done'])} slice(s) of {self._job['layer'].name!r}")
