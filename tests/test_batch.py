@@ -76,8 +76,11 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kin
     meta = provenance(out)
     assert meta["status"] == "complete" and meta["finished"] and meta["parameters"]["axes"] == "ZYX"
     assert [meta["slices"][str(k)]["slice"] for k in range(3)] == [{"Z": 0}, {"Z": 1}, {"Z": 2}]
-    # slice k is exactly `denoise` of that slice with seed + k
-    ref = denoise(stack[1], seed=1, **RUN)
+    # slice k is exactly `denoise` of that slice with seed + k, warm-started from slice k - 1
+    first = denoise(stack[0], seed=0, **RUN)
+    ref = denoise(stack[1], seed=1, warm_start=first.fit_state, **RUN)
+    assert ref.info["warm_start"]
+    np.testing.assert_allclose(read(out)[0], first.denoised, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(read(out)[1], ref.denoised, rtol=1e-6, atol=1e-4)
 
 

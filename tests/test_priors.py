@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from napari_scoredvi.priors import load_priors
-from napari_scoredvi.priors.models import BiasFreeDnCNN
+from napari_scoredvi.priors.models import BiasFreeDnCNN, BiasFreeUNet, build_prior
 
 
 def test_shipped_weights_are_small_and_load_safely():
@@ -31,12 +31,24 @@ def test_priors_are_blind_denoisers_that_reduce_gaussian_noise():
         assert ((out - clean) ** 2).mean() < 0.5 * ((noisy - clean) ** 2).mean()
 
 
-def test_bias_free_network_is_positively_homogeneous():
+@pytest.mark.parametrize("make", [lambda: BiasFreeDnCNN(1, 5, 8), lambda: BiasFreeUNet(1, 8, 3)])
+@pytest.mark.parametrize("shape", [(16, 16), (19, 22)])
+def test_bias_free_network_is_positively_homogeneous_and_keeps_shape(make, shape):
     torch.manual_seed(0)
-    net = BiasFreeDnCNN(1, 5, 8)
-    x = torch.rand(1, 1, 16, 16)
+    net = make()
+    x = torch.rand(1, 1, *shape)
     with torch.no_grad():
-        torch.testing.assert_close(net(3.0 * x), 3.0 * net(x), rtol=1e-4, atol=1e-6)
+        out = net(x)
+        assert out.shape == x.shape
+        torch.testing.assert_close(net(3.0 * x), 3.0 * out, rtol=1e-4, atol=1e-6)
+
+
+def test_build_prior_round_trips_config_and_rejects_unknown():
+    for net in (BiasFreeDnCNN(1, 5, 8), BiasFreeUNet(1, 8, 2)):
+        assert type(build_prior(net.config())) is type(net)
+    assert isinstance(build_prior({"channels": 1, "depth": 5, "width": 8}), BiasFreeDnCNN)  # old files
+    with pytest.raises(ValueError, match="unknown prior architecture"):
+        build_prior({"arch": "transformer"})
 
 
 def test_multichannel_is_served_channel_by_channel():

@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from conftest import TINY  # noqa: E402
 from napari_scoredvi import _widget  # noqa: E402
 from napari_scoredvi._sample import make_sample_data  # noqa: E402
-from napari_scoredvi._widget import SCOPE_ALL, ScoreDVIWidget, denoise_slices  # noqa: E402
+from napari_scoredvi._widget import SCOPE_ALL, SCOPE_RANGE, ScoreDVIWidget, denoise_slices  # noqa: E402
 from napari_scoredvi.presets import Preset  # noqa: E402
 from napari_scoredvi.samples import noisy_fluorescence_stack  # noqa: E402
 
@@ -66,7 +66,7 @@ def test_denoise_slices_headless_and_close():
     noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=1)
     den = np.zeros(noisy.shape, np.float32)
     var = np.zeros(noisy.shape, np.float32)
-    gen = denoise_slices(noisy, [(0,), (1,), (2,)], den, var, TINY, "cpu")
+    gen = denoise_slices(noisy, (3,), [0, 1, 2], den, var, TINY, "cpu")
     events = []
     for ev in gen:
         events.append(ev)
@@ -76,7 +76,7 @@ def test_denoise_slices_headless_and_close():
     assert den[0].any() and not den[1].any() and not den[2].any()
     assert (var[0] > 0).all()
     # run to completion: every slice
-    gen = denoise_slices(noisy, [(0,), (1,), (2,)], den, var, TINY, "cpu")
+    gen = denoise_slices(noisy, (3,), [0, 1, 2], den, var, TINY, "cpu")
     with pytest.raises(StopIteration) as stop:
         while True:
             next(gen)
@@ -208,3 +208,37 @@ def test_multiscale_uses_full_resolution(make_napari_viewer, qtbot, notes):
     den = viewer.layers["ms denoised"]
     assert den.data.shape == (32, 32) and den.data.any()
     np.testing.assert_allclose(den.scale, src.scale)
+
+
+def test_range_scope_and_bad_range(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=5)
+    src = viewer.add_image(noisy, name="stack")
+    w = _widget_for(viewer)
+    w._layer_box.value = src
+    w._scope_box.value = SCOPE_RANGE
+    assert not w._first_box.native.isHidden() and not w._last_box.native.isHidden()
+    w._first_box.value, w._last_box.value = 1, 2
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    den = viewer.layers["stack denoised"].data
+    assert [bool(den[z].any()) for z in range(4)] == [False, True, True, False]
+    w._first_box.value, w._last_box.value = 3, 9
+    w.run()
+    assert any("outside the stack" in m for m in notes["error"]), notes["error"]
+
+
+def test_rgb_layer(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(120, 30, (32, 40, 3)), 0, 255).astype(np.uint8)
+    src = viewer.add_image(img, name="rgb", rgb=True, scale=(0.5, 0.5))
+    w = _widget_for(viewer)
+    w.run(src)
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    den, var = viewer.layers["rgb denoised"], viewer.layers["rgb noise variance"]
+    assert den.rgb and den.data.shape == img.shape and den.data.any()
+    assert var.data.shape == img.shape[:2] and (var.data > 0).all()
+    np.testing.assert_allclose(var.scale, (0.5, 0.5))

@@ -17,24 +17,27 @@ from magicgui.widgets import (
     Label,
     ProgressBar,
     PushButton,
+    SpinBox,
     create_widget,
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import __version__
-from .api import denoise_steps
 from .devices import DEVICE_CHOICES, describe_device, resolve_device
 from .presets import PRESETS, Preset, get_preset
+from .stack import SliceError, chain_start, denoise_stack_steps
 
 SCOPE_SLICE = "current 2D slice"
 SCOPE_ALL = "all slices"
+SCOPE_RANGE = "range of slices"
 #: layer properties copied from the source onto the outputs (those that exist on the layer)
 COPIED_PROPERTIES = ("scale", "translate", "units", "axis_labels", "affine", "rotate", "shear")
 
 
 def denoise_slices(
     data,
-    indices: Sequence[tuple[int, ...]],
+    lead_shape: tuple[int, ...],
+    numbers: Sequence[int],
     denoised: np.ndarray,
     variance: np.ndarray,
     preset: str | Preset = "balanced",
@@ -42,40 +45,75 @@ def denoise_slices(
     seed: int = 0,
     lam: float | None = None,
     posterior_std: np.ndarray | None = None,
+    rgb: bool = False,
+    warm_start: bool = True,
 ) -> Generator[dict, None, dict]:
-    """Denoise ``data[idx]`` (2D) for each leading index into ``denoised[idx]`` / ``variance[idx]``
-    (and ``posterior_std[idx]`` when given). ``lam``: prior weight, None for automatic.
+    """Denoise the 2D slices ``numbers`` (flat slice numbers over the leading axes ``lead_shape``) of
+    ``data`` into ``denoised`` / ``variance`` (and ``posterior_std`` when given), through the same
+    per-slice loop as the batch pipeline (:func:`~napari_scoredvi.stack.denoise_stack_steps`).
 
-    Reads one slice at a time (``np.asarray(data[idx])``), so dask/zarr data is never loaded whole.
-    Yields ``{"kind": "step", ...}`` after every iteration and ``{"kind": "slice", "index": idx, ...}``
-    after every finished slice; closing the generator stops within an iteration. Returns
-    ``{"done": [indices], "error": None | str, "info": last slice's info}``.
+    RGB(A) data (``rgb=True``, channels last) is denoised jointly over R, G, B (alpha is copied);
+    its variance and std outputs have no channel axis (the mean over R, G, B). Reads one slice at a
+    time (``np.asarray(data[idx])``), so dask/zarr data is never loaded whole. Yields the stack
+    loop's events with ``"index"`` (the slice's leading index) added; closing the generator stops
+    within an iteration. Returns ``{"done": [indices], "error": None | str, "info": last info}``.
     """
     done: list[tuple[int, ...]] = []
     info: dict = {}
-    n = len(indices)
-    for i, idx in enumerate(indices):
-        try:
-            plane = np.asarray(data[idx])
-            steps = denoise_steps(plane, preset=preset, device=device, seed=seed, lam=lam)
-            try:
-                while True:
-                    step, total = next(steps)
-                    yield {"kind": "step", "slice": i, "n_slices": n, "step": step, "total": total}
-            except StopIteration as stop:
-                result = stop.value
-            finally:
-                steps.close()
-        except (ValueError, TypeError, RuntimeError) as exc:
-            return {"done": done, "error": f"slice {idx}: {exc}", "info": info}
-        denoised[idx] = result.denoised
-        variance[idx] = result.noise_variance
-        if posterior_std is not None:
-            posterior_std[idx] = result.posterior_std
-        info = result.info
-        done.append(idx)
-        yield {"kind": "slice", "index": idx, "slice": i, "n_slices": n}
+
+    def index(k: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(k, lead_shape)) if lead_shape else ()
+
+    def read(k: int) -> np.ndarray:
+        plane = np.asarray(data[index(k)])
+        return plane[..., :3] if rgb else plane
+
+    def write(k: int, result) -> None:
+        idx = index(k)
+        if rgb:
+            denoised[idx + (Ellipsis, slice(0, 3))] = result.denoised
+            if denoised.shape[-1] == 4:  # alpha is not an intensity: keep it
+                denoised[idx + (Ellipsis, 3)] = np.asarray(data[idx])[..., 3]
+            variance[idx] = result.noise_variance.mean(-1)
+            if posterior_std is not None:
+                posterior_std[idx] = np.sqrt(np.mean(result.posterior_std**2, axis=-1))
+        else:
+            denoised[idx] = result.denoised
+            variance[idx] = result.noise_variance
+            if posterior_std is not None:
+                posterior_std[idx] = result.posterior_std
+
+    loop = denoise_stack_steps(read, numbers, write, channel_axis=2 if rgb else None, preset=preset,
+                               device=device, seed=seed, lam=lam, warm_start=warm_start)
+    try:
+        while True:
+            event = next(loop)
+            event["index"] = index(event["slice"])
+            if event["kind"] == "slice":
+                done.append(event["index"])
+                info = event["info"]
+            yield event
+    except StopIteration:
+        pass
+    except SliceError as exc:
+        where = f"slice {index(exc.number)}: " if lead_shape else ""
+        return {"done": done, "error": f"{where}{exc.__cause__}", "info": info}
+    finally:
+        loop.close()
     return {"done": done, "error": None, "info": info}
+
+
+def stack_iterations(numbers: Sequence[int], preset: Preset, warm_start: bool) -> int:
+    """Adam steps a :func:`denoise_slices` run will take (without divergence retries)."""
+    if not warm_start:
+        return len(numbers) * preset.iterations
+    steps, last = 0, None
+    for k in sorted(numbers):
+        first = chain_start(k) if last is None or last < chain_start(k) else last + 1
+        for j in range(first, k + 1):
+            steps += preset.iterations if j == chain_start(j) else preset.warm_iterations
+        last = k
+    return steps
 
 
 def _auto_device_text() -> str:
@@ -100,7 +138,13 @@ class ScoreDVIWidget(Container):
         self._preset_box = ComboBox(label="preset", choices=list(PRESETS), value="fast")
         self._device_box = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self._device_label = Label(value=_auto_device_text())
-        self._scope_box = ComboBox(label="scope", choices=[SCOPE_SLICE, SCOPE_ALL], value=SCOPE_SLICE)
+        self._scope_box = ComboBox(label="scope", choices=[SCOPE_SLICE, SCOPE_ALL, SCOPE_RANGE], value=SCOPE_SLICE)
+        self._first_box = SpinBox(label="from slice", value=0, min=0, max=100000, visible=False,
+                                  tooltip="first index along the stack's first axis (inclusive)")
+        self._last_box = SpinBox(label="to slice", value=0, min=0, max=100000, visible=False,
+                                 tooltip="last index along the stack's first axis (inclusive)")
+        self._warm_box = CheckBox(text="warm-start each slice from the previous one", value=True,
+                                  tooltip="stacks: much faster; each slice's fit starts from its neighbour's")
         self._lam_box = FloatSpinBox(label="prior weight", value=0.0, min=0.0, max=16.0, step=0.25,
                                      tooltip="lam, the weight of the score prior; 0 = automatic from the noise level")
         self._std_box = CheckBox(text="add posterior std layer", value=False)
@@ -109,7 +153,9 @@ class ScoreDVIWidget(Container):
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(value="")
         self.extend([self._layer_box, self._preset_box, self._device_box, self._device_label, self._scope_box,
-                     self._lam_box, self._std_box, self._run_button, self._cancel_button, self._progress, self._status])
+                     self._first_box, self._last_box, self._warm_box, self._lam_box, self._std_box,
+                     self._run_button, self._cancel_button, self._progress, self._status])
+        self._scope_box.changed.connect(self._show_range)
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
         # keep the layer list current (also when not docked) and follow the active layer
@@ -117,6 +163,10 @@ class ScoreDVIWidget(Container):
             ev.connect(self._refresh_layers)
         napari_viewer.layers.selection.events.active.connect(self._follow_active)
         self._refresh_layers()
+
+    def _show_range(self, event=None) -> None:
+        ranged = self._scope_box.value == SCOPE_RANGE
+        self._first_box.visible = self._last_box.visible = ranged
 
     def _refresh_layers(self, event=None) -> None:
         self._layer_box.reset_choices()
@@ -144,11 +194,11 @@ class ScoreDVIWidget(Container):
         shape = layer.data[0].shape if layer.multiscale else layer.data.shape
         return tuple(int(np.clip(np.round(c), 0, s - 1)) for c, s in zip(coords, shape[:lead_ndim]))
 
-    def _output_layer(self, source, suffix: str, shape, colormap: str, contrast) -> tuple:
+    def _output_layer(self, source, suffix: str, shape, colormap: str, contrast, rgb: bool = False) -> tuple:
         """The output layer named ``"<source> <suffix>"``: reused if its shape matches, else (re)created."""
         name = f"{source.name} {suffix}"
         if name in self.viewer.layers and self.viewer.layers[name].data.shape == shape \
-                and isinstance(self.viewer.layers[name].data, np.ndarray):
+                and isinstance(self.viewer.layers[name].data, np.ndarray) and self.viewer.layers[name].rgb == rgb:
             layer = self.viewer.layers[name]
             return layer, layer.data
         if name in self.viewer.layers:
@@ -158,7 +208,11 @@ class ScoreDVIWidget(Container):
         for prop in COPIED_PROPERTIES:
             if hasattr(source, prop):
                 kwargs[prop] = getattr(source, prop)
-        layer = self.viewer.add_image(arr, name=name, colormap=colormap, contrast_limits=contrast,
+        if rgb:
+            kwargs["rgb"] = True
+        else:
+            kwargs["colormap"] = colormap
+        layer = self.viewer.add_image(arr, name=name, contrast_limits=contrast,
                                       blending="additive" if colormap != "gray" else "translucent", **kwargs)
         # keep the outputs beside the source in the layer list
         src_pos = list(self.viewer.layers).index(source)
@@ -166,6 +220,22 @@ class ScoreDVIWidget(Container):
         if out_pos != src_pos + 1:
             self.viewer.layers.move(out_pos, src_pos + 1)
         return layer, arr
+
+    def _slice_numbers(self, layer, lead_shape: tuple[int, ...]) -> list[int]:
+        """Flat slice numbers (over ``lead_shape``) that the chosen scope covers."""
+        if not lead_shape:
+            return [0]
+        scope = self._scope_box.value
+        if scope == SCOPE_ALL:
+            return list(range(int(np.prod(lead_shape))))
+        if scope == SCOPE_RANGE:
+            first, last = int(self._first_box.value), int(self._last_box.value)
+            if not (0 <= first <= last < lead_shape[0]):
+                raise ValueError(f"slice range {first}-{last} is outside the stack's first axis "
+                                 f"(0-{lead_shape[0] - 1}); set 'from slice' <= 'to slice' inside it")
+            inner = int(np.prod(lead_shape[1:]))
+            return list(range(first * inner, (last + 1) * inner))
+        return [int(np.ravel_multi_index(self._current_index(layer, len(lead_shape)), lead_shape))]
 
     # -- actions ---------------------------------------------------------------------------
     def run(self, layer=None) -> None:
@@ -183,14 +253,12 @@ class ScoreDVIWidget(Container):
         if not isinstance(layer, Image):
             show_error(f"ScoreDVI works on Image layers; {layer.name!r} is a {type(layer).__name__} layer")
             return
-        if layer.rgb:
-            show_error(f"ScoreDVI: RGB layers are not supported by the widget yet ({layer.name!r})")
-            return
         data = layer.data
         if layer.multiscale:
             data = layer.data[0]
             show_info(f"ScoreDVI: {layer.name!r} is multiscale; denoising its full-resolution level")
-        if data.ndim < 2 or np.dtype(data.dtype).kind not in "uif":
+        rgb = bool(layer.rgb)
+        if data.ndim < 2 + rgb or np.dtype(data.dtype).kind not in "uif":
             show_error(f"ScoreDVI: cannot denoise data of shape {data.shape} and dtype {data.dtype}")
             return
         try:
@@ -200,32 +268,41 @@ class ScoreDVIWidget(Container):
         except (ValueError, RuntimeError) as exc:
             show_error(f"ScoreDVI: {exc}")
             return
-        lead = data.ndim - 2
-        if self._scope_box.value == SCOPE_ALL and lead > 0:
-            indices = list(np.ndindex(*data.shape[:lead]))
-        else:
-            indices = [self._current_index(layer, lead)]
+        lead_shape = tuple(int(n) for n in data.shape[: data.ndim - 2 - rgb])
+        try:
+            numbers = self._slice_numbers(layer, lead_shape)
+        except ValueError as exc:
+            show_error(f"ScoreDVI: {exc}")
+            return
+        single = self._scope_box.value == SCOPE_SLICE or not lead_shape
+        warm = self._warm_box.value and not single
         contrast = tuple(float(c) for c in layer.contrast_limits)
-        den_layer, den = self._output_layer(layer, "denoised", tuple(data.shape), "gray", contrast)
-        var_layer, var = self._output_layer(layer, "noise variance", tuple(data.shape), "magma", (0.0, 1.0))
+        shape = tuple(data.shape)
+        map_shape = shape[:-1] if rgb else shape  # RGB: one variance / std map for the three channels
+        den_layer, den = self._output_layer(layer, "denoised", shape, "gray", contrast, rgb=rgb)
+        var_layer, var = self._output_layer(layer, "noise variance", map_shape, "magma", (0.0, 1.0))
         std_layer, std = None, None
         if self._std_box.value:
-            std_layer, std = self._output_layer(layer, "posterior std", tuple(data.shape), "viridis", (0.0, 1.0))
+            std_layer, std = self._output_layer(layer, "posterior std", map_shape, "viridis", (0.0, 1.0))
         lam = float(self._lam_box.value) or None
         params = {"source": layer.name, "preset": preset.as_dict(), "device": device, "seed": self.seed,
-                  "scope": self._scope_box.value, "lam": "auto" if lam is None else lam, "version": __version__}
+                  "scope": self._scope_box.value, "lam": "auto" if lam is None else lam, "warm_start": warm,
+                  "version": __version__}
         outputs = [o for o in (den_layer, var_layer, std_layer) if o is not None]
         for out in outputs:
             out.metadata["scoredvi"] = dict(params, slices_done=[])
         self._layer_box.value = layer  # adding the outputs made one of them active
         self._job = {"layer": layer, "den": den_layer, "var": var_layer, "std": std_layer, "outputs": outputs,
-                     "n": len(indices), "var_max": 0.0}
+                     "n": len(numbers), "var_max": 0.0}
         self.slices_done = 0
-        self._progress.max = max(len(indices) * preset.iterations, 1)
+        total = stack_iterations(numbers, preset, warm)
+        self._progress.max = max(total, 1)
         self._progress.value = 0
-        self._status.value = f"running on {len(indices)} slice(s)"
-        gen = denoise_slices(data, indices, den, var, preset, device, self.seed, lam, std)
-        worker = create_worker(lambda: (yield from gen), _start_thread=False)
+        self._status.value = f"running on {len(numbers)} slice(s)"
+        gen = denoise_slices(data, lead_shape, numbers, den, var, preset, device, self.seed, lam, std, rgb, warm)
+        # napari's own progress bar (activity dock) counts the worker's yields: steps plus slices
+        worker = create_worker(lambda: (yield from gen), _start_thread=False,
+                               _progress={"total": total + len(numbers), "desc": f"ScoreDVI {layer.name}"})
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -245,7 +322,8 @@ class ScoreDVIWidget(Container):
     def _on_yielded(self, event: dict) -> None:
         job = self._job
         if event["kind"] == "step":
-            self._progress.value = min(event["slice"] * event["total"] + event["step"], self._progress.max)
+            job["steps"] = job.get("steps", 0) + 1
+            self._progress.value = min(job["steps"], self._progress.max)
             return
         idx = event["index"]
         self.slices_done += 1

@@ -41,12 +41,15 @@ class DenoiseResult:
     noise_variance: per-pixel noise variance from q(tau), input units squared.
     posterior_std: per-pixel posterior standard deviation, input units.
     info: what ran (preset, iterations, lam, estimated noise std, device, seconds, ...).
+    fit_state: the fitted networks' parameters; pass it as ``warm_start`` when denoising the next,
+    similar image (the next slice of a stack) with the same preset and device.
     """
 
     denoised: np.ndarray
     noise_variance: np.ndarray
     posterior_std: np.ndarray
     info: dict = field(default_factory=dict)
+    fit_state: dict = field(default_factory=dict, repr=False)
 
 
 def denoise_steps(
@@ -56,11 +59,12 @@ def denoise_steps(
     device: str | torch.device = "auto",
     seed: int = 0,
     lam: float | None = None,
+    warm_start: dict | None = None,
 ) -> Generator[tuple[int, int], None, DenoiseResult]:
     """The work of :func:`denoise` as a generator: yields ``(step, total)``, returns the result.
 
     Closing the generator (or stopping to iterate it) cancels the fit. The napari widget and the
-    batch pipeline drive this same generator.
+    batch pipeline drive this same generator (through :mod:`.stack`).
     """
     t0 = time.perf_counter()
     arr = as_channels_first(image, channel_axis)  # float64 copy, (C, H, W)
@@ -74,14 +78,20 @@ def denoise_steps(
     if norm is None:  # a constant image (e.g. a blank frame of a stack): nothing to remove
         info.update(iterations=0, skipped="constant image: returned unchanged", seconds=time.perf_counter() - t0)
         zeros = np.zeros(out_shape, np.float32)
-        return DenoiseResult(np.asarray(image, dtype=np.float32).copy(), zeros, zeros.copy(), info)
+        # the warm start passes through, so a blank frame does not break a stack's chain
+        return DenoiseResult(np.asarray(image, dtype=np.float32).copy(), zeros, zeros.copy(), info,
+                             warm_start or {})
     y = norm.to_model(arr)
     noise_std = estimate_noise_std(y)  # model units ([0, 1] range)
     lam_used = prior_weight(noise_std * 255.0, LAM0) if lam is None else float(lam)
     beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
     priors = load_priors(dev)
+    key = {"preset": cfg, "channels": int(y.shape[0]), "device": str(dev)}
+    usable = bool(warm_start) and all(warm_start.get(k) == v for k, v in key.items())
+    info["warm_start"] = usable  # a state made for another preset, channel count or device is ignored
     out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
-                          device=dev, seed=seed, noise_std=noise_std)
+                          device=dev, seed=seed, noise_std=noise_std,
+                          init_state=warm_start["nets"] if usable else None)
     denoised = norm.image_to_input(out.denoised)
     variance = norm.variance_to_input(out.noise_variance)
     std = norm.std_to_input(out.posterior_std)
@@ -103,7 +113,8 @@ def denoise_steps(
         seconds=time.perf_counter() - t0,
     )
     return DenoiseResult(
-        denoised.astype(np.float32), variance.astype(np.float32), std.astype(np.float32), info
+        denoised.astype(np.float32), variance.astype(np.float32), std.astype(np.float32), info,
+        dict(key, nets=out.state),
     )
 
 
@@ -115,6 +126,7 @@ def denoise(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     lam: float | None = None,
+    warm_start: dict | None = None,
 ) -> DenoiseResult:
     """Denoise one 2D image (H, W), or a 2D image with a channel axis (RGB or multichannel).
 
@@ -123,9 +135,10 @@ def denoise(
     then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``. seed: same seed and device give the same
     result. progress: called as ``progress(step, total)`` after each iteration; raising from it
     (e.g. :class:`Cancelled`) stops the fit and propagates. lam: prior weight; None picks it from
-    the estimated noise level.
+    the estimated noise level. warm_start: ``fit_state`` of an earlier result for a similar image
+    (e.g. the previous slice): the fit starts from those networks and runs fewer steps.
     """
-    steps = denoise_steps(image, channel_axis, preset, device, seed, lam)
+    steps = denoise_steps(image, channel_axis, preset, device, seed, lam, warm_start)
     try:
         while True:
             step, total = next(steps)

@@ -8,9 +8,11 @@ Output layout (zarr format 2, OME-NGFF 0.4 images)::
       posterior_std/0       float32 (only with posterior_std=True)
       done                  uint8 (n_slices,), 1 once a slice's chunks are written
 
-Each slice is one dask task: read the slice, ``denoise`` it with seed ``seed + slice number``, write
-its chunks, then set its ``done`` flag. A resumed run redoes exactly the slices whose flag is unset,
-so it gives the same arrays as an uninterrupted run.
+Slices go through the same loop as the napari widget (:mod:`.stack`): slice ``k`` is fitted with
+seed ``seed + k``, warm-started from slice ``k - 1`` within chains of ``stack.CHAIN`` slices. Each
+chain is one dask task: read a slice, denoise it, write its chunks, then set its ``done`` flag. A
+resumed run redoes the slices whose flag is unset (refitting, without writing, the finished slices
+of their chain that warm-start them), so it gives the same arrays as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import functools
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,9 +36,9 @@ except ImportError as exc:  # zarr 3 needs Python 3.11; the engine itself runs o
     ) from exc
 
 from . import __version__
-from .api import denoise
 from .devices import resolve_device
 from .presets import Preset, get_preset
+from .stack import SliceError, chain_start, denoise_stack_steps
 from .volume_in import Volume, open_volume
 
 ATTRS_KEY = "napari_scoredvi"
@@ -63,6 +65,7 @@ class SliceJob:
     device: str
     seed: int
     lam: float | None
+    warm_start: bool = True
 
     def index(self, k: int) -> tuple:
         """The input index (ints on iterated axes, full slices elsewhere) of slice number ``k``."""
@@ -83,24 +86,42 @@ def _open_cached(path: str, axes: str) -> Volume:
     return open_volume(path, axes)
 
 
-def run_slice(job: SliceJob, k: int) -> dict:
-    """Denoise slice ``k``, write its chunks, then mark it done; returns its status record."""
+def _slices(job: SliceJob, numbers: list[int]) -> Generator[tuple[int, dict], None, None]:
+    """Denoise slices ``numbers`` through the shared stack loop; yield ``(k, record)`` once each is
+    written. A failing slice raises :class:`~napari_scoredvi.stack.SliceError`."""
     vol = _open_cached(job.input_path, job.axes)
-    idx = job.index(k)
-    image = np.asarray(vol.array[idx].compute(scheduler="synchronous"))
-    # the kept axes are in input order and Y, X are last, so a channel axis lands at position 0
-    r = denoise(image, channel_axis=None if job.channel_axis is None else 0, preset=job.preset,
-                device=job.device, seed=job.seed + k, lam=job.lam)
     out = zarr.open_group(job.output_path, mode="r+")
-    for name in job.outputs:
-        out[f"{name}/0"][idx] = getattr(r, name)
-    out["done"][k] = 1  # only after the data: a killed task leaves the flag unset
-    record = {"slice": job.label(k), "status": "done", "seed": job.seed + k, "device": r.info["device"],
-              "seconds": round(float(r.info["seconds"]), 3), "iterations": r.info["iterations"]}
-    for key in ("lam", "noise_std", "skipped", "diverged", "retries"):
-        if key in r.info:
-            record[key] = r.info[key]
+
+    def read(k: int) -> np.ndarray:
+        return np.asarray(vol.array[job.index(k)].compute(scheduler="synchronous"))
+
+    def write(k: int, r) -> None:
+        idx = job.index(k)
+        for name in job.outputs:
+            out[f"{name}/0"][idx] = getattr(r, name)
+        out["done"][k] = 1  # only after the data: a killed run leaves the flag unset
+
+    # the kept axes are in input order and Y, X are last, so a channel axis lands at position 0
+    loop = denoise_stack_steps(read, numbers, write, channel_axis=None if job.channel_axis is None else 0,
+                               preset=job.preset, device=job.device, seed=job.seed, lam=job.lam,
+                               warm_start=job.warm_start)
+    for event in loop:
+        if event["kind"] == "slice":
+            yield event["slice"], _record(job, event["slice"], event["info"])
+
+
+def _record(job: SliceJob, k: int, info: dict) -> dict:
+    record = {"slice": job.label(k), "status": "done", "seed": job.seed + k, "device": info["device"],
+              "seconds": round(float(info["seconds"]), 3), "iterations": info["iterations"]}
+    for key in ("lam", "noise_std", "skipped", "diverged", "retries", "warm_start"):
+        if key in info:
+            record[key] = info[key]
     return record
+
+
+def run_chain(job: SliceJob, numbers: list[int]) -> list[tuple[int, dict]]:
+    """Denoise and write the slices ``numbers`` of one warm-start chain (a dask task)."""
+    return list(_slices(job, numbers))
 
 
 def denoise_volume(
@@ -117,6 +138,7 @@ def denoise_volume(
     progress: BatchProgress | None = None,
     posterior_std: bool = False,
     lam: float | None = None,
+    warm_start: bool = True,
 ) -> Path:
     """Denoise every 2D Y-X slice of a TIFF/Zarr volume; write an OME-Zarr store; return its path.
 
@@ -126,7 +148,9 @@ def denoise_volume(
     2D slice is denoised alone). resume: keep the slices an earlier run finished and do the rest.
     overwrite: delete an existing output first. scheduler: None runs here, one slice at a time; a
     ``dask.distributed`` scheduler address (or Client) runs the slices on its workers, which must see
-    the same filesystem. posterior_std: also write the posterior standard deviation.
+    the same filesystem. posterior_std: also write the posterior standard deviation. warm_start:
+    start each slice's fit from the previous slice's networks (see :mod:`.stack`); False fits every
+    slice from scratch (slower; for stacks whose neighbouring slices do not look alike).
     """
     if resume and overwrite:
         raise ValueError("choose either --resume or --overwrite, not both")
@@ -136,7 +160,7 @@ def denoise_volume(
     vol = open_volume(input_path, axes)
     in_path, out_path = Path(input_path).resolve(), Path(output_path).resolve()
     _check_paths(in_path, out_path)
-    job = _make_job(vol, in_path, out_path, channel_axis, cfg, device, seed, lam, posterior_std)
+    job = _make_job(vol, in_path, out_path, channel_axis, cfg, device, seed, lam, posterior_std, warm_start)
     params = _parameters(job, vol)
     n = int(np.prod(job.grid_shape)) if job.grid_shape else 1
 
@@ -165,12 +189,11 @@ def denoise_volume(
     meta["status"] = "running"
     _save(group, meta)
     n_done = n - len(todo)
-    tasks = {k: dask.delayed(run_slice, pure=False)(job, k, dask_key_name=f"scoredvi-slice-{k}") for k in todo}
     last_save, failed = time.monotonic(), False
     try:
         if progress is not None:
             progress(n_done, n, None)
-        for k, record in _execute(tasks, scheduler):
+        for k, record in _execute(job, todo, scheduler):
             if isinstance(record, BaseException):
                 error = f"{type(record).__name__}: {record}"
                 slices[str(k)] = {"slice": job.label(k), "status": "failed", "error": error}
@@ -198,29 +221,36 @@ def denoise_volume(
     return out_path
 
 
-def _execute(tasks: dict, scheduler):
-    """Yield ``(k, record or exception)`` as slices finish."""
-    if scheduler is None:
-        for k, task in tasks.items():
-            try:
-                (record,) = dask.compute(task, scheduler="synchronous")
-            except Exception as exc:
-                record = exc
-            yield k, record
+def _execute(job: SliceJob, todo: list[int], scheduler) -> Generator[tuple[int, dict | BaseException], None, None]:
+    """Yield ``(k, record)`` as slices finish, or ``(k, exception)`` for the slice that failed."""
+    if scheduler is None:  # here, slice after slice, reporting each as it finishes
+        try:
+            yield from _slices(job, todo)
+        except SliceError as exc:
+            yield exc.number, exc.__cause__ or exc
         return
     from distributed import Client, as_completed
 
+    chains: dict[int, list[int]] = {}
+    for k in todo:
+        chains.setdefault(chain_start(k), []).append(k)
+    tasks = [dask.delayed(run_chain, pure=False)(job, ks, dask_key_name=f"scoredvi-chain-{c}")
+             for c, ks in chains.items()]
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        futures = client.compute(list(tasks.values()))
-        keys = {f.key: k for f, k in zip(futures, tasks)}
+        futures = client.compute(tasks)
+        first = {f.key: ks[0] for f, ks in zip(futures, chains.values())}
         try:
             for fut in as_completed(futures):
                 try:
-                    record = fut.result()
+                    records = fut.result()
+                except SliceError as exc:
+                    yield exc.number, exc.__cause__ or exc
+                    continue
                 except Exception as exc:
-                    record = exc
-                yield keys[fut.key], record
+                    yield first[fut.key], exc
+                    continue
+                yield from records
         finally:
             client.cancel(futures)
     finally:
@@ -235,7 +265,7 @@ def _scheduler_name(scheduler) -> str | None:
 
 
 def _make_job(vol: Volume, in_path: Path, out_path: Path, channel_axis, cfg: Preset, device, seed, lam,
-              posterior_std: bool) -> SliceJob:
+              posterior_std: bool, warm_start: bool = True) -> SliceJob:
     ndim = len(vol.axes)
     if channel_axis is not None:
         ok = isinstance(channel_axis, (int, np.integer)) and -ndim <= channel_axis < ndim
@@ -248,14 +278,15 @@ def _make_job(vol: Volume, in_path: Path, out_path: Path, channel_axis, cfg: Pre
     grid_axes = tuple(d for d in range(ndim - 2) if d != channel_axis)
     outputs = OUTPUTS + (("posterior_std",) if posterior_std else ())
     return SliceJob(str(in_path), vol.axes, str(out_path), outputs, grid_axes,
-                    tuple(int(vol.array.shape[d]) for d in grid_axes), channel_axis, cfg, str(device), int(seed), lam)
+                    tuple(int(vol.array.shape[d]) for d in grid_axes), channel_axis, cfg, str(device), int(seed), lam,
+                    bool(warm_start))
 
 
 def _parameters(job: SliceJob, vol: Volume) -> dict:
     """What must match for a resumed run to continue an earlier one."""
     return {"input": job.input_path, "input_shape": list(vol.array.shape), "input_dtype": str(vol.array.dtype),
             "axes": job.axes, "channel_axis": job.channel_axis, "preset": job.preset.as_dict(), "seed": job.seed,
-            "lam": job.lam, "outputs": list(job.outputs)}
+            "lam": job.lam, "outputs": list(job.outputs), "warm_start": job.warm_start}
 
 
 def _check_paths(in_path: Path, out_path: Path) -> None:

@@ -36,6 +36,8 @@ class FitOutput:
     retries: int
     diverged: bool
     final_terms: dict[str, float] = field(default_factory=dict)
+    #: the fitted (EMA) networks' parameters: pass as ``init_state`` to warm-start a similar image
+    state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 def _crops(
@@ -103,22 +105,24 @@ def _outputs(
 def _fit_once(
     y: torch.Tensor, guide: torch.Tensor, preset: Preset, priors: list, lam: float, beta0: float,
     init_std: float, seed: int, lr_factor: float,
-    step0: int, total: int,
+    step0: int, total: int, iterations: int, init_state: dict | None,
 ) -> Generator[tuple[int, int], None, tuple[torch.nn.Module, dict[str, float]]]:
     device = y.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         nets = PosteriorNets(y.shape[0], len(priors), preset.unet_levels, preset.unet_base, preset.aux_depth,
                              preset.aux_width, beta0=beta0, init_std=init_std).to(device, torch.float32)
+    if init_state:
+        nets.load_state_dict(init_state)
     ema = AveragedModel(nets, multi_avg_fn=get_ema_multi_avg_fn(preset.ema), use_buffers=True)
     opt = torch.optim.Adam(nets.parameters(), lr=preset.lr * lr_factor)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, T_max=max(preset.iterations, 1), eta_min=preset.lr_final * lr_factor
+        opt, T_max=max(iterations, 1), eta_min=preset.lr_final * lr_factor
     )
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     terms: dict[str, torch.Tensor] = {}
-    for it in range(preset.iterations):
+    for it in range(iterations):
         batch, batch_guide = _crops(y, guide, preset.crop, preset.crops, rng)
         loss, terms = negative_elbo(batch, nets(batch, batch_guide), priors, lam, beta0, preset.samples, gen)
         opt.zero_grad(set_to_none=True)
@@ -133,9 +137,13 @@ def _fit_once(
 
 def fit(
     y: np.ndarray, preset: Preset, priors: list, lam: float, beta0: float, init_std: float,
-    device: torch.device, seed: int = 0, noise_std: float = 0.0,
+    device: torch.device, seed: int = 0, noise_std: float = 0.0, init_state: dict | None = None,
 ) -> Generator[tuple[int, int], None, FitOutput]:
     """Fit q to ``y`` ((C, H, W) float32, model units) and return the outputs in model units.
+
+    ``init_state``: the ``state`` of an earlier fit of a similar image (the previous slice of a
+    stack) with the same preset and channel count; the fit then starts from those networks and runs
+    ``preset.warm_iterations`` steps instead of ``preset.iterations``.
 
     Yields ``(step, total)`` after each Adam step. ``lam`` weighs the prior term, ``beta0`` is the
     Gamma prior's rate (about the expected noise variance), ``init_std`` the initial posterior std.
@@ -146,11 +154,15 @@ def fit(
     """
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
     guide = prior_estimates(yt, priors)
-    total = preset.iterations
+    iterations = preset.warm_iterations if init_state else preset.iterations
+    total, done = iterations, 0
     for retry in range(MAX_RETRIES + 1):
-        # a retry takes a new seed and half the step size
+        # a retry starts cold, with a new seed and half the step size
+        state = init_state if retry == 0 else None
+        iterations = preset.warm_iterations if state else preset.iterations
         nets, terms = yield from _fit_once(yt, guide, preset, priors, lam, beta0, init_std, seed + 7919 * retry,
-                                           0.5**retry, retry * preset.iterations, total)
+                                           0.5**retry, done, total, iterations, state)
+        done += iterations
         nets.eval()
         denoised, noise_var, post_std = _outputs(nets, yt, guide)
         # ... unless the noise itself is that strong: the posterior is never wider than the likelihood
@@ -168,8 +180,9 @@ def fit(
         denoised=denoised.float().cpu().numpy(),
         noise_variance=noise_var.float().cpu().numpy(),
         posterior_std=post_std.float().cpu().numpy(),
-        iterations=(retry + 1) * preset.iterations,
+        iterations=done,
         retries=retry,
         diverged=diverged,
         final_terms=terms,
+        state={k: v.detach().clone() for k, v in nets.state_dict().items()},
     )

@@ -14,6 +14,7 @@ class Preset:
     whole image goes through the fitted networks once at the end). samples: Monte Carlo draws of x
     per component per step. unet_levels / unet_base: image-net size. aux_depth / aux_width: the
     shared noise/assignment/weight net. lr / lr_final: Adam step size, cosine-decayed.
+    warm_iterations: Adam steps of a fit that starts from the previous slice's networks (stacks).
     """
 
     name: str
@@ -28,6 +29,7 @@ class Preset:
     lr: float = 1e-3
     lr_final: float = 5e-4
     ema: float = 0.9
+    warm_iterations: int = 40
 
     def as_dict(self) -> dict:
         return asdict(self)

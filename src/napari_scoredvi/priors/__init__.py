@@ -13,7 +13,7 @@ from importlib import resources
 import torch
 from torch import nn
 
-from .models import BiasFreeDnCNN
+from .models import build_prior
 
 WEIGHTS_FILE = "gray.pt"
 
@@ -26,7 +26,7 @@ class GaussianDenoiser(nn.Module):
     is blind (it reads the noise level, uniform or spatially varying, from ``x``).
     """
 
-    def __init__(self, net: BiasFreeDnCNN, noise_range: tuple[float, float]) -> None:
+    def __init__(self, net: nn.Module, noise_range: tuple[float, float]) -> None:
         super().__init__()
         self.net = net
         self.noise_range = noise_range  # std range it was trained on, units of [0, 1] data
@@ -57,8 +57,8 @@ def load_priors(device: torch.device | str = "cpu") -> list[GaussianDenoiser]:
     ranges = state["ranges_8bit"].tolist()
     priors = []
     for k, rng in enumerate(ranges):
-        net = BiasFreeDnCNN(cfg["channels"], cfg["depth"], cfg["width"])
-        net.load_state_dict(state[f"prior{k}"])
+        net = build_prior(cfg)
+        net.load_state_dict({n: t.float() for n, t in state[f"prior{k}"].items()})  # shipped as float16
         if torch.device(device).type == "cpu":
             net = net.to(memory_format=torch.channels_last)
         prior = GaussianDenoiser(net, (rng[0] / 255.0, rng[1] / 255.0)).to(device, torch.float32).eval()

@@ -2,8 +2,9 @@
 
 Run ``python -m napari_scoredvi.priors.train --data ../shared/datasets/bsd/train --out DIR``.
 Stage 1 trains one blind denoiser over the union of all noise ranges; stage 2 fine-tunes a copy of it
-for each component's own range. Noise is Gaussian with a spatially varying std (a smooth random
-map inside the range), so the priors accept non-i.i.d. levels. Every stage checkpoints to ``DIR``
+for each component's own range. Noise is Gaussian with a spatially varying std, so the priors accept
+non-i.i.d. levels: a constant std, a smooth random map, or a signal-dependent (Poisson-Gaussian-like)
+std that grows with the square root of the clean intensity, as in fluorescence. Every stage checkpoints to ``DIR``
 and resumes from there when the command is run again; a finished stage is skipped.
 Grayscale PNG/TIFF training images; intensities in [0, 1].
 """
@@ -21,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import BiasFreeDnCNN
+from .models import BiasFreeDnCNN, BiasFreeUNet, build_prior
 
 #: Noise-std range of each mixture component, in 8-bit units (std * 255).
-RANGES_8BIT: tuple[tuple[float, float], ...] = ((0.0, 15.0), (10.0, 30.0), (25.0, 50.0))
+RANGES_8BIT: tuple[tuple[float, float], ...] = ((0.0, 20.0), (15.0, 45.0), (35.0, 90.0))
 
 
 def load_images(data: Path) -> list[np.ndarray]:
@@ -58,15 +59,20 @@ def sample_batch(images: list[np.ndarray], batch: int, patch: int, gen: np.rando
     return torch.from_numpy(out)
 
 
-def noise_std_map(batch: int, patch: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
-    """Per-pixel noise std in [lo, hi] (units of [0, 1] data): constant for half the batch, a
-    smooth bilinear field from a 3x3 random grid for the other half."""
-    grid = torch.rand(batch, 1, 3, 3, generator=gen)
-    const = torch.rand(batch, 1, 1, 1, generator=gen).expand(-1, -1, 3, 3)
-    use_const = (torch.rand(batch, 1, 1, 1, generator=gen) < 0.5).expand(-1, -1, 3, 3)
-    grid = torch.where(use_const, const, grid)
-    field = F.interpolate(grid, size=(patch, patch), mode="bilinear", align_corners=True)
-    return lo + (hi - lo) * field
+def noise_std_map(clean: torch.Tensor, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    """Per-pixel noise std for ``clean`` (N, 1, P, P), units of [0, 1] data, one mode per patch:
+    a constant in [lo, hi] (1/3 of the batch), a smooth bilinear field from a 3x3 random grid in
+    [lo, hi] (1/3), or signal dependent, ``s * sqrt(f * clean / mean(clean) + 1 - f)`` with ``s`` in
+    [lo, hi] and a Poisson fraction ``f`` in [0.5, 1] (1/3): bright structures get more noise."""
+    n, _, h, w = clean.shape
+    grid = torch.rand(n, 1, 3, 3, generator=gen)
+    mode = torch.randint(0, 3, (n, 1, 1, 1), generator=gen)
+    grid = torch.where(mode == 1, grid, grid[:, :, :1, :1].expand(-1, -1, 3, 3))
+    field = lo + (hi - lo) * F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
+    f = 0.5 + 0.5 * torch.rand(n, 1, 1, 1, generator=gen)
+    rel = clean / clean.mean(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    shot = field * torch.sqrt(f * rel + 1 - f)
+    return torch.where(mode == 2, shot, field)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -74,7 +80,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: BiasFreeDnCNN, test_dir: Path, sigmas: tuple[int, ...] = (15, 25, 50)) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, test_dir: Path, sigmas: tuple[int, ...] = (15, 25, 50)) -> dict[str, float]:
     """Mean PSNR (dB) on the images in ``test_dir`` with i.i.d. Gaussian noise, fixed seed per image."""
     images = load_images(test_dir)
     model.eval()
@@ -92,7 +98,7 @@ def evaluate(model: BiasFreeDnCNN, test_dir: Path, sigmas: tuple[int, ...] = (15
 
 def train_stage(
     name: str,
-    model: BiasFreeDnCNN,
+    model: torch.nn.Module,
     images: list[np.ndarray],
     rng_8bit: tuple[float, float],
     steps: int,
@@ -120,7 +126,7 @@ def train_stage(
     t0, running = time.perf_counter(), 0.0
     for step in range(start, steps):
         clean = sample_batch(images, args.batch, args.patch, gen)
-        noisy = clean + noise_std_map(args.batch, args.patch, lo, hi, tgen) * torch.randn(clean.shape, generator=tgen)
+        noisy = clean + noise_std_map(clean, lo, hi, tgen) * torch.randn(clean.shape, generator=tgen)
         loss = F.mse_loss(model(noisy), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -144,12 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", type=Path, required=True, help="folder of clean grayscale training images")
     p.add_argument("--test", type=Path, default=None, help="folder of test images (e.g. Set12) for PSNR")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoints, log and weights")
-    p.add_argument("--depth", type=int, default=10)
-    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--arch", choices=["unet", "dncnn"], default="unet")
+    p.add_argument("--depth", type=int, default=10, help="dncnn: convolutions")
+    p.add_argument("--width", type=int, default=32, help="channels (unet: of the first level)")
+    p.add_argument("--levels", type=int, default=3, help="unet: scales")
     p.add_argument("--steps-shared", type=int, default=4000, help="Adam steps of the union-range stage")
     p.add_argument("--steps-each", type=int, default=1500, help="Adam steps of each range's fine-tuning")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--patch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -173,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     images = load_images(args.data)
     union = (min(r[0] for r in RANGES_8BIT), max(r[1] for r in RANGES_8BIT))
-    shared = BiasFreeDnCNN(1, args.depth, args.width)
+    shared = (BiasFreeUNet(1, args.width, args.levels) if args.arch == "unet"
+              else BiasFreeDnCNN(1, args.depth, args.width))
     train_stage("shared", shared, images, union, args.steps_shared, args, log)
     report = {"ranges_8bit": [list(r) for r in RANGES_8BIT], "config": shared.config(), "args": {
         k: str(v) for k, v in vars(args).items()}}
@@ -182,10 +191,11 @@ def main(argv: list[str] | None = None) -> None:
         log(f"shared: Set PSNR {report['shared_psnr']}")
     weights = {}
     for k, rng in enumerate(RANGES_8BIT):
-        model = BiasFreeDnCNN(1, args.depth, args.width)
+        model = build_prior(shared.config())
         model.load_state_dict(shared.state_dict())
         train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log)
-        weights[f"prior{k}"] = {n: t.clone() for n, t in model.state_dict().items()}
+        # half precision halves the shipped file; the loader casts back to float32
+        weights[f"prior{k}"] = {n: t.to(torch.float16) for n, t in model.state_dict().items()}
         if args.test:
             report[f"prior{k}_psnr"] = evaluate(model, args.test)
             log(f"prior{k} {rng}: Set PSNR {report[f'prior{k}_psnr']}")
