@@ -242,3 +242,23 @@ def test_rgb_layer(make_napari_viewer, qtbot, notes):
     assert den.rgb and den.data.shape == img.shape and den.data.any()
     assert var.data.shape == img.shape[:2] and (var.data > 0).all()
     np.testing.assert_allclose(var.scale, (0.5, 0.5))
+
+
+def test_batch_output_opens_in_napari(make_napari_viewer, tmp_path):
+    """napari's built-in reader opens the batch output (pixel sizes need an OME-Zarr reader plugin)."""
+    pytest.importorskip("zarr", minversion="3")
+    import tifffile
+
+    from napari_scoredvi.batch import denoise_volume
+
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=6)
+    tif = tmp_path / "in.tif"
+    tifffile.imwrite(tif, noisy, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata={"axes": "ZYX",
+                                                                                        "spacing": 2.0})
+    out = denoise_volume(tif, tmp_path / "out.zarr", preset=TINY, device="cpu")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(out / "denoised"), plugin="napari")
+    assert len(layers) == 1
+    data = layers[0].data
+    level0 = data[0] if layers[0].multiscale else data
+    assert tuple(level0.shape) == noisy.shape and np.isfinite(np.asarray(level0)).all()

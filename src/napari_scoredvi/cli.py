@@ -80,7 +80,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         out = denoise_volume(args.input, args.output, axes=args.axes, channel_axis=args.channel_axis,
                              preset=args.preset, device=args.device, seed=args.seed, resume=args.resume,
                              overwrite=args.overwrite, scheduler=args.scheduler, progress=progress,
-                             posterior_std=args.posterior_std)
+                             posterior_std=args.posterior_std, warm_start=not args.no_warm_start)
     except KeyboardInterrupt:
         print("\nnapari-scoredvi: stopped; the finished slices are kept in the output: run the same command "
               "with --resume to do the rest", file=sys.stderr)
@@ -125,6 +125,9 @@ def _add_denoise_parser(sub) -> None:
     d.add_argument("--seed", type=int, default=0, help="random seed; slice k uses seed+k (default: %(default)s)")
     d.add_argument("--posterior-std", action="store_true",
                    help="also write the per-pixel posterior standard deviation")
+    d.add_argument("--no-warm-start", action="store_true",
+                   help="fit every slice from scratch instead of starting from the previous slice's fit "
+                        "(slower; for stacks whose neighbouring slices do not look alike)")
     d.set_defaults(func=cmd_denoise)
 
 
