@@ -45,7 +45,7 @@ def _preset(spec: str):
     for item in filter(None, over.split(",")):
         key, _, value = item.partition("=")
         field_type = type(getattr(cfg, key))
-        changes[key] = field_type(value)
+        changes[key] = value.lower() in ("1", "true", "yes") if field_type is bool else field_type(value)
     return dataclasses.replace(cfg, name=spec, **changes) if changes else cfg
 
 

@@ -9,7 +9,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
 )
 
 #: A very short fit for tests that check plumbing, not quality.
-TINY = Preset("tiny", iterations=8, crop=32, crops=2, samples=1, unet_levels=2, unet_base=8, aux_depth=2, aux_width=8)
+TINY = Preset("tiny", iterations=8, crop=32, crops=2, samples=1, unet_levels=2, unet_base=8, aux_depth=2, aux_width=8,
+              warm_iterations=4)
 
 
 @pytest.fixture(params=DEVICES)

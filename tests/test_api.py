@@ -5,6 +5,7 @@ import pytest
 
 from conftest import psnr
 from napari_scoredvi import Cancelled, denoise, denoise_steps
+from napari_scoredvi.presets import PRESETS
 from napari_scoredvi.samples import noisy_fluorescence
 
 
@@ -26,7 +27,7 @@ def test_denoises_synthetic_fluorescence_in_input_units(device):
     ratio = np.median(r.noise_variance) / np.median(true_var)
     assert 0.3 < ratio < 3.0, ratio
     assert (r.posterior_std > 0).all() and np.median(r.posterior_std) < np.sqrt(np.median(true_var))
-    assert r.info["preset"] == "fast" and r.info["iterations"] >= 150
+    assert r.info["preset"] == "fast" and r.info["iterations"] >= PRESETS["fast"].iterations
     assert {"lam", "noise_std", "device", "seconds"} <= set(r.info)
 
 

@@ -18,7 +18,7 @@ from napari_scoredvi.samples import noisy_fluorescence_stack
 
 #: Even smaller than conftest.TINY: these tests check plumbing, not denoising quality.
 MICRO = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4,
-               aux_depth=1, aux_width=4)
+               aux_depth=1, aux_width=4, warm_iterations=2)
 RUN = dict(preset=MICRO, device="cpu")
 
 
@@ -241,7 +241,7 @@ import os, signal, sys
 from napari_scoredvi.batch import denoise_volume
 from napari_scoredvi.presets import Preset
 micro = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4, aux_depth=1,
-               aux_width=4)
+               aux_width=4, warm_iterations=2)
 def kill(done, total, record):
     if record is not None:
         os.kill(os.getpid(), signal.SIGKILL)

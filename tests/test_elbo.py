@@ -91,7 +91,8 @@ def test_score_backward_is_tweedie(shape):
         return 0.5 * t + 0.1
 
     out = score_log_prior(x, denoiser, var)
-    torch.testing.assert_close(out, x.detach())  # identity forward
+    score = (denoiser(x.detach()) - x.detach()) / var
+    torch.testing.assert_close(out, 0.5 * x.detach() * score)  # the RED log-prior estimate
     grad_out = torch.randn(shape)
     out.backward(grad_out)
     expected = grad_out * (denoiser(x.detach()) - x.detach()) / var
@@ -103,5 +104,9 @@ def test_score_matches_gaussian_prior_score():
     surrogate's gradient must equal the analytic score of the smoothed prior, -x / (s0^2 + s^2)."""
     s0, s = 0.8, 0.3
     x = torch.randn(1000, requires_grad=True)
-    score_log_prior(x, lambda t: s0**2 / (s0**2 + s**2) * t, torch.tensor(s**2)).sum().backward()
+    value = score_log_prior(x, lambda t: s0**2 / (s0**2 + s**2) * t, torch.tensor(s**2))
+    value.sum().backward()
     torch.testing.assert_close(x.grad, -x.detach() / (s0**2 + s**2))
+    # and its value is the smoothed prior's log-density up to a constant
+    expected = torch.distributions.Normal(0.0, (s0**2 + s**2) ** 0.5).log_prob(x.detach())
+    torch.testing.assert_close(value - value[0], expected - expected[0])

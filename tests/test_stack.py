@@ -10,7 +10,7 @@ from napari_scoredvi import denoise
 from napari_scoredvi.samples import noisy_fluorescence_stack
 from napari_scoredvi.stack import SliceError, _plan, chain_start, denoise_stack_steps
 
-WARM = dataclasses.replace(TINY, warm_iterations=3)
+WARM = dataclasses.replace(TINY, warm_iterations=3)  # fewer than TINY.iterations
 
 
 def _run(stack, numbers, **kw):

@@ -18,7 +18,7 @@ from napari_scoredvi.samples import noisy_fluorescence_stack  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: longer than TINY so a cancel lands mid-stack
 SLOW = Preset("slow", iterations=60, crop=32, crops=2, samples=1, unet_levels=2, unet_base=8, aux_depth=2,
-              aux_width=8)
+              aux_width=8, warm_iterations=60)
 TIMEOUT = 60_000
 
 

@@ -69,30 +69,34 @@ def kl_dirichlet(log_d: torch.Tensor, d0: float = D0) -> torch.Tensor:
 
 
 class _ScoreGradient(torch.autograd.Function):
-    """Identity in the forward pass; the backward pass multiplies by the precomputed score."""
+    """Returns the precomputed log-prior estimate; the backward pass multiplies by the score."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, score: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(score)
-        return x.clone()
+        return value.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (score,) = ctx.saved_tensors
-        return grad * score, None
+        return grad * score, None, None
 
 
 def score_log_prior(
     x: torch.Tensor, denoiser: Callable[[torch.Tensor], torch.Tensor], var: torch.Tensor
 ) -> torch.Tensor:
-    """A surrogate of ``log p(x)`` whose gradient w.r.t. ``x`` is Tweedie's score ``(D(x) - x) / var``.
+    """Per-pixel estimate of ``log p(x)`` (up to a constant) whose gradient w.r.t. ``x`` is Tweedie's
+    score ``(D(x) - x) / var``.
 
-    Its value is not ``log p`` (the prior is implicit); only its gradient is used. The denoiser
-    output and ``var`` are treated as constants.
+    The value is the regularisation-by-denoising energy ``-x (x - D(x)) / (2 var) = x * score / 2``
+    (Romano et al. 2017), exact for a Gaussian prior and consistent with the score for a bias-free
+    (homogeneous) denoiser; it lets the responsibilities see how well each component's prior
+    explains its sample. The denoiser output and ``var`` are treated as constants.
     """
     with torch.no_grad():
         score = (denoiser(x) - x) / var
-    return _ScoreGradient.apply(x, score)
+        value = 0.5 * x * score
+    return _ScoreGradient.apply(x, score, value)
 
 
 def negative_elbo(
@@ -108,7 +112,7 @@ def negative_elbo(
 
     ``KL_x`` uses ``samples`` reparameterised draws per component; the score is evaluated with the
     component's mean posterior variance (the faster variant of ScoreDVI, one sample suffices).
-    The responsibilities weigh the prior surrogate as constants (its value is not a log-density).
+    The responsibilities see the prior through its RED estimate (:func:`score_log_prior`).
     """
     var = q.var
     rec = (q.r * expected_neg_log_likelihood(y, q.mu, var, q.log_a, q.log_b)).sum(1).mean()
@@ -120,7 +124,7 @@ def negative_elbo(
         for _ in range(samples):
             eps = torch.randn(std[:, k].shape, generator=generator, device=y.device, dtype=y.dtype)
             x = q.mu[:, k] + std[:, k] * eps
-            log_prior = log_prior + (q.r[:, k].detach() * score_log_prior(x, prior, mean_var)).mean() / samples
+            log_prior = log_prior + (q.r[:, k] * score_log_prior(x, prior, mean_var)).mean() / samples
     # mean over channels of the per-pixel sum over k matches the other terms' normalisation
     kl_x = entropy - log_prior
     kl_tau = (q.r * kl_gamma(q.log_a, q.log_b, beta0)).sum(1).mean()

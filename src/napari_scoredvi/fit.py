@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .elbo import negative_elbo
 from .posterior import PosteriorNets
+from .priors import self_ensemble
 from .presets import Preset
 
 DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
@@ -56,9 +57,10 @@ def _crops(
 
 
 @torch.no_grad()
-def prior_estimates(y: torch.Tensor, priors: list) -> torch.Tensor:
-    """Each prior denoiser applied to the noisy image: (K, C, H, W) from ``y`` (C, H, W)."""
-    return torch.stack([prior(y[None])[0] for prior in priors])
+def prior_estimates(y: torch.Tensor, priors: list, ensemble: int = 1) -> torch.Tensor:
+    """Each prior denoiser applied to the noisy image (averaged over ``ensemble`` flips/rotations):
+    (K, C, H, W) from ``y`` (C, H, W)."""
+    return torch.stack([self_ensemble(prior, y[None], ensemble)[0] for prior in priors])
 
 
 def _ramp(n: int, overlap: int, first: bool, last: bool, device) -> torch.Tensor:
@@ -81,9 +83,14 @@ def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def _outputs(
-    nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor
+    nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor, priors: list | None = None, ensemble: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Denoised, noise variance, posterior std for the whole (C, H, W) image, tiled when large."""
+    """Denoised, noise variance, posterior std for the whole (C, H, W) image, tiled when large.
+
+    With ``priors``, the denoised image is ``sum_k r_k D_k(mu_k)``: each component's posterior mean
+    passed once more through its prior denoiser (Tweedie's estimate at the posterior mean), instead
+    of ``sum_k r_k mu_k``; see docs/engine.md.
+    """
     c, h, w = y.shape
     acc = torch.zeros(3, c, h, w, device=y.device, dtype=torch.float32)
     norm = torch.zeros(1, 1, h, w, device=y.device, dtype=torch.float32)
@@ -92,7 +99,10 @@ def _outputs(
         for cc in cols:
             th, tw = min(TILE, h), min(TILE, w)
             q = nets(y[None, :, r : r + th, cc : cc + tw], guide[None, ..., r : r + th, cc : cc + tw])
-            out = torch.stack([q.denoised()[0], q.noise_variance()[0], q.posterior_std()[0]])
+            den = q.denoised()[0]
+            if priors:
+                den = sum(q.r[0, k] * self_ensemble(prior, q.mu[:, k], ensemble)[0] for k, prior in enumerate(priors))
+            out = torch.stack([den, q.noise_variance()[0], q.posterior_std()[0]])
             weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], y.device)[:, None] * _ramp(
                 tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], y.device
             )[None, :]
@@ -153,7 +163,7 @@ def fit(
     values raises ``RuntimeError``.
     """
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
-    guide = prior_estimates(yt, priors)
+    guide = prior_estimates(yt, priors, preset.ensemble)
     iterations = preset.warm_iterations if init_state else preset.iterations
     total, done = iterations, 0
     for retry in range(MAX_RETRIES + 1):
@@ -164,7 +174,8 @@ def fit(
                                            0.5**retry, done, total, iterations, state)
         done += iterations
         nets.eval()
-        denoised, noise_var, post_std = _outputs(nets, yt, guide)
+        denoised, noise_var, post_std = _outputs(nets, yt, guide, priors if preset.final_denoise else None,
+                                                 preset.ensemble)
         # ... unless the noise itself is that strong: the posterior is never wider than the likelihood
         limit = max(DIVERGED_STD, noise_std)
         diverged = bool(post_std.mean() > limit) or not bool(torch.isfinite(denoised).all())

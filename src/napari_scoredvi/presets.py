@@ -15,6 +15,9 @@ class Preset:
     per component per step. unet_levels / unet_base: image-net size. aux_depth / aux_width: the
     shared noise/assignment/weight net. lr / lr_final: Adam step size, cosine-decayed.
     warm_iterations: Adam steps of a fit that starts from the previous slice's networks (stacks).
+    final_denoise: output ``sum_k r_k D_k(mu_k)`` instead of ``sum_k r_k mu_k`` (docs/engine.md).
+    ensemble: flips/rotations (1, 4 or 8) the prior denoisers are averaged over outside the fit loop
+    (the guide ``D_k(y)`` and the final denoising).
     """
 
     name: str
@@ -30,18 +33,20 @@ class Preset:
     lr_final: float = 5e-4
     ema: float = 0.9
     warm_iterations: int = 40
+    final_denoise: bool = False
+    ensemble: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 PRESETS: dict[str, Preset] = {
-    "fast": Preset("fast", iterations=150, crop=64, crops=4, samples=1, unet_levels=3, unet_base=16,
-                   aux_depth=3, aux_width=16),
-    "balanced": Preset("balanced", iterations=300, crop=96, crops=4, samples=1, unet_levels=3, unet_base=24,
-                       aux_depth=4, aux_width=16),
-    "best": Preset("best", iterations=500, crop=128, crops=4, samples=2, unet_levels=4, unet_base=32,
-                   aux_depth=5, aux_width=32),
+    "fast": Preset("fast", iterations=20, crop=64, crops=4, samples=1, unet_levels=3, unet_base=16,
+                   aux_depth=3, aux_width=16, warm_iterations=10, final_denoise=True, ensemble=4),
+    "balanced": Preset("balanced", iterations=40, crop=96, crops=4, samples=1, unet_levels=3, unet_base=24,
+                       aux_depth=4, aux_width=16, warm_iterations=15, final_denoise=True, ensemble=8),
+    "best": Preset("best", iterations=150, crop=128, crops=4, samples=2, unet_levels=4, unet_base=32,
+                   aux_depth=5, aux_width=32, warm_iterations=50, final_denoise=True, ensemble=8),
 }
 
 

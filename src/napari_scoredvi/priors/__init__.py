@@ -41,6 +41,20 @@ class GaussianDenoiser(nn.Module):
         return torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
 
 
+def self_ensemble(denoiser, x: torch.Tensor, n: int = 8) -> torch.Tensor:
+    """Mean of ``denoiser`` over the first ``n`` of the 8 flips/90-degree rotations of ``x``
+    (N, C, H, W), each undone after denoising. ``n=1`` is a plain call."""
+    out = torch.zeros_like(x)
+    for t in range(n):
+        k, flip = t % 4, t >= 4
+        v = torch.rot90(x, k, (-2, -1))
+        v = v.flip(-1) if flip else v
+        d = denoiser(v)
+        d = d.flip(-1) if flip else d
+        out += torch.rot90(d, -k, (-2, -1))
+    return out / n
+
+
 @lru_cache(maxsize=1)
 def _load_state() -> dict:
     ref = resources.files(__package__).joinpath("weights", WEIGHTS_FILE)
