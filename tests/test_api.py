@@ -122,3 +122,17 @@ def test_engine_ignores_torch_default_dtype(tiny_preset):
     finally:
         torch.set_default_dtype(old)
     assert r.denoised.dtype == np.float32 and np.isfinite(r.denoised).all()
+
+
+def test_final_tweedie_step_and_ensemble_change_only_the_denoised_output(tiny_preset):
+    import dataclasses
+
+    noisy, _ = noisy_fluorescence((48, 48), seed=7)
+    plain = denoise(noisy, preset=tiny_preset, device="cpu", seed=1)
+    tweedie = denoise(noisy, preset=dataclasses.replace(tiny_preset, final_denoise=True), device="cpu", seed=1)
+    assert not np.allclose(plain.denoised, tweedie.denoised)
+    np.testing.assert_array_equal(plain.noise_variance, tweedie.noise_variance)
+    ens = denoise(noisy, preset=dataclasses.replace(tiny_preset, final_denoise=True, ensemble=4), device="cpu",
+                  seed=1)
+    assert ens.denoised.shape == noisy.shape and np.isfinite(ens.denoised).all()
+    assert not np.array_equal(ens.denoised, tweedie.denoised)

@@ -63,3 +63,14 @@ def test_multichannel_is_served_channel_by_channel():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_priors_load_on_cuda():
     assert next(load_priors("cuda")[0].parameters()).is_cuda
+
+
+@pytest.mark.parametrize("n", [1, 4, 8])
+def test_self_ensemble_undoes_each_view(n):
+    from napari_scoredvi.priors import self_ensemble
+
+    x = torch.rand(2, 1, 5, 7)
+    torch.testing.assert_close(self_ensemble(lambda v: v**2, x, n), x**2)  # pointwise: every view agrees
+    seen = []
+    self_ensemble(lambda v: seen.append(v.shape[-2:]) or v, x, n)
+    assert len(seen) == n and (n < 2 or seen[1] == (7, 5))  # rotated views really are rotated

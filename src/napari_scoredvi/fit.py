@@ -17,8 +17,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .elbo import negative_elbo
 from .posterior import PosteriorNets
-from .priors import self_ensemble
 from .presets import Preset
+from .priors import self_ensemble
 
 DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
 MAX_RETRIES = 2

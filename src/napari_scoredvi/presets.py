@@ -42,7 +42,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "fast": Preset("fast", iterations=20, crop=64, crops=4, samples=1, unet_levels=3, unet_base=16,
-                   aux_depth=3, aux_width=16, warm_iterations=10, final_denoise=True, ensemble=4),
+                   aux_depth=3, aux_width=16, warm_iterations=10, final_denoise=True, ensemble=1),
     "balanced": Preset("balanced", iterations=40, crop=96, crops=4, samples=1, unet_levels=3, unet_base=24,
                        aux_depth=4, aux_width=16, warm_iterations=15, final_denoise=True, ensemble=8),
     "best": Preset("best", iterations=150, crop=128, crops=4, samples=2, unet_levels=4, unet_base=32,
