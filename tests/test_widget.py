@@ -244,9 +244,10 @@ def test_rgb_layer(make_napari_viewer, qtbot, notes):
     np.testing.assert_allclose(var.scale, (0.5, 0.5))
 
 
-def test_batch_output_opens_in_napari(make_napari_viewer, tmp_path):
-    """napari's built-in reader opens the batch output (pixel sizes need an OME-Zarr reader plugin)."""
+def test_batch_output_opens_in_napari_with_its_scale(make_napari_viewer, tmp_path):
+    """The batch command's OME-Zarr output opens in napari (napari-ome-zarr) with the input's pixel sizes."""
     pytest.importorskip("zarr", minversion="3")
+    pytest.importorskip("napari_ome_zarr")
     import tifffile
 
     from napari_scoredvi.batch import denoise_volume
@@ -257,8 +258,9 @@ def test_batch_output_opens_in_napari(make_napari_viewer, tmp_path):
                                                                                         "spacing": 2.0})
     out = denoise_volume(tif, tmp_path / "out.zarr", preset=TINY, device="cpu")
     viewer = make_napari_viewer()
-    layers = viewer.open(str(out / "denoised"), plugin="napari")
+    layers = viewer.open(str(out / "denoised"), plugin="napari-ome-zarr")
     assert len(layers) == 1
     data = layers[0].data
     level0 = data[0] if layers[0].multiscale else data
     assert tuple(level0.shape) == noisy.shape and np.isfinite(np.asarray(level0)).all()
+    np.testing.assert_allclose(layers[0].scale, [2.0, 0.25, 0.25])
