@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY
 from napari_scoredvi import denoise
 from napari_scoredvi.samples import noisy_fluorescence_stack
-from napari_scoredvi.stack import SliceError, _plan, chain_start, denoise_stack_steps
+from napari_scoredvi.stack import SliceError, _plan, chain_start, denoise_stack_steps, planned_iterations
 
 WARM = dataclasses.replace(TINY, warm_iterations=3)  # fewer than TINY.iterations
 
@@ -32,6 +32,9 @@ def test_warm_start_runs_fewer_steps_and_any_subset_gives_the_same_slices():
     full, events = _run(noisy, range(4), preset=WARM, device="cpu", chain=2)
     steps = [ev for ev in events if ev["kind"] == "step"]
     assert len(steps) == 2 * TINY.iterations + 2 * WARM.warm_iterations  # chains {0, 1} and {2, 3}
+    assert planned_iterations(range(4), WARM, chain=2) == len(steps)
+    assert planned_iterations([3], WARM, chain=2) == TINY.iterations + WARM.warm_iterations
+    assert planned_iterations(range(4), WARM, warm_start=False) == 4 * TINY.iterations
     assert [full[k].info["warm_start"] for k in range(4)] == [False, True, False, True]
     assert [ev["slice"] for ev in events if ev["kind"] == "slice"] == [0, 1, 2, 3]
     part, _ = _run(noisy, [3], preset=WARM, device="cpu", chain=2)  # fits slice 2 to warm-start 3

@@ -25,7 +25,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from . import __version__
 from .devices import DEVICE_CHOICES, describe_device, resolve_device
 from .presets import PRESETS, Preset, get_preset
-from .stack import SliceError, chain_start, denoise_stack_steps
+from .stack import SliceError, denoise_stack_steps, planned_iterations
 
 SCOPE_SLICE = "current 2D slice"
 SCOPE_ALL = "all slices"
@@ -101,19 +101,6 @@ def denoise_slices(
     finally:
         loop.close()
     return {"done": done, "error": None, "info": info}
-
-
-def stack_iterations(numbers: Sequence[int], preset: Preset, warm_start: bool) -> int:
-    """Adam steps a :func:`denoise_slices` run will take (without divergence retries)."""
-    if not warm_start:
-        return len(numbers) * preset.iterations
-    steps, last = 0, None
-    for k in sorted(numbers):
-        first = chain_start(k) if last is None or last < chain_start(k) else last + 1
-        for j in range(first, k + 1):
-            steps += preset.iterations if j == chain_start(j) else preset.warm_iterations
-        last = k
-    return steps
 
 
 def _auto_device_text() -> str:
@@ -295,7 +282,7 @@ class ScoreDVIWidget(Container):
         self._job = {"layer": layer, "den": den_layer, "var": var_layer, "std": std_layer, "outputs": outputs,
                      "n": len(numbers), "var_max": 0.0}
         self.slices_done = 0
-        total = stack_iterations(numbers, preset, warm)
+        total = planned_iterations(numbers, preset, warm)
         self._progress.max = max(total, 1)
         self._progress.value = 0
         self._status.value = f"running on {len(numbers)} slice(s)"

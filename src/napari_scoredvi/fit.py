@@ -99,9 +99,10 @@ def _outputs(
         for cc in cols:
             th, tw = min(TILE, h), min(TILE, w)
             q = nets(y[None, :, r : r + th, cc : cc + tw], guide[None, ..., r : r + th, cc : cc + tw])
-            den = q.denoised()[0]
             if priors:
                 den = sum(q.r[0, k] * self_ensemble(prior, q.mu[:, k], ensemble)[0] for k, prior in enumerate(priors))
+            else:
+                den = q.denoised()[0]
             out = torch.stack([den, q.noise_variance()[0], q.posterior_std()[0]])
             weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], y.device)[:, None] * _ramp(
                 tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], y.device
@@ -164,8 +165,7 @@ def fit(
     """
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
     guide = prior_estimates(yt, priors, preset.ensemble)
-    iterations = preset.warm_iterations if init_state else preset.iterations
-    total, done = iterations, 0
+    total, done = preset.warm_iterations if init_state else preset.iterations, 0
     for retry in range(MAX_RETRIES + 1):
         # a retry starts cold, with a new seed and half the step size
         state = init_state if retry == 0 else None

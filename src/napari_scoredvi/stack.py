@@ -61,12 +61,13 @@ def denoise_stack_steps(
     """
     wanted = sorted(set(int(k) for k in numbers))
     n = len(wanted)
-    plan = _plan(wanted, chain) if warm_start else [(k, True) for k in wanted]
+    plan = _plan(wanted, chain, warm_start)
     written: list[int] = []
     state: dict | None = None
     for k, keep in plan:
         if not warm_start or k == chain_start(k, chain):
             state = None
+        steps = None
         try:
             steps = denoise_steps(read(k), channel_axis, preset, device, seed + k, lam, state)
             while True:
@@ -78,7 +79,7 @@ def denoise_stack_steps(
         except (ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
             raise SliceError(k, exc) from exc
         finally:
-            if "steps" in locals():
+            if steps is not None:
                 steps.close()
         state = result.fit_state if warm_start else None
         if keep:
@@ -88,9 +89,18 @@ def denoise_stack_steps(
     return written
 
 
-def _plan(wanted: list[int], chain: int) -> list[tuple[int, bool]]:
-    """(slice number, write it?) in fitting order: each wanted slice preceded by the unwanted slices
-    of its chain that come before it (fitted only to warm-start the next)."""
+def planned_iterations(numbers: Sequence[int], preset: Preset, warm_start: bool = True, chain: int = CHAIN) -> int:
+    """Adam steps :func:`denoise_stack_steps` will take for ``numbers`` (without divergence retries)."""
+    plan = _plan(sorted(set(int(k) for k in numbers)), chain, warm_start)
+    return sum(preset.iterations if not warm_start or k == chain_start(k, chain) else preset.warm_iterations
+               for k, _ in plan)
+
+
+def _plan(wanted: list[int], chain: int, warm_start: bool = True) -> list[tuple[int, bool]]:
+    """(slice number, write it?) in fitting order: with warm starts, each wanted slice preceded by
+    the unwanted slices of its chain that come before it (fitted only to warm-start the next)."""
+    if not warm_start:
+        return [(k, True) for k in wanted]
     plan: list[tuple[int, bool]] = []
     last = None  # last slice fitted
     for k in wanted:

@@ -66,10 +66,12 @@ class BiasFreeUNet(nn.Module):
         h, w = x.shape[-2:]
         m = 2 ** (self.levels - 1)
         ph, pw = (-h) % m, (-w) % m
-        # reflect padding keeps the network positively homogeneous (zero padding would too)
-        xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) and min(h, w) > max(ph, pw) else (
-            F.pad(x, (0, pw, 0, ph)) if ph or pw else x)
-        f = self.head(xp)
+        if ph or pw:
+            # both paddings keep the network positively homogeneous; reflect needs a wide enough image
+            x_pad = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "constant")
+        else:
+            x_pad = x
+        f = self.head(x_pad)
         skips = []
         for block, widen in zip(self.down, self.widen):
             f = block(f)
