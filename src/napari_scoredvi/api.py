@@ -17,6 +17,7 @@ import torch
 from . import __version__
 from .devices import describe_device, resolve_device
 from .fit import fit
+from .host_memory import tune_allocator
 from .image_in import as_channels_first
 from .noise_estimate import estimate_noise_std, prior_weight
 from .normalise import fit_normalisation
@@ -64,9 +65,12 @@ def denoise_steps(
     """The work of :func:`denoise` as a generator: yields ``(step, total)``, returns the result.
 
     Closing the generator (or stopping to iterate it) cancels the fit. The napari widget and the
-    batch pipeline drive this same generator (through :mod:`.stack`).
+    batch pipeline drive this same generator (through :mod:`.stack`). The first call tunes the
+    process's memory allocator (:mod:`.host_memory`: flat peak memory over many slices, fewer page
+    faults).
     """
     t0 = time.perf_counter()
+    tune_allocator()
     arr = as_channels_first(image, channel_axis)  # float64 copy, (C, H, W)
     cfg = get_preset(preset)
     dev = resolve_device(device)
