@@ -1,7 +1,9 @@
 """Peak memory of the batch pipeline against the number of slices (it must stay flat).
 
 Writes a synthetic N x H x W uint16 Zarr for each N, runs ``denoise_volume`` on it in a fresh
-process, and prints the peak resident set size of that process (Linux ``ru_maxrss``).
+process, and prints the peak resident set size of that process (Linux ``ru_maxrss``). With
+``--allocator tuned default`` each size also runs with the allocator settings of
+``napari_scoredvi.host_memory`` turned off (``NAPARI_SCOREDVI_ALLOCATOR=default``), for comparison.
 
     python benchmarks/batch_memory.py --slices 2 6 --size 1024 --preset fast
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,15 +44,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--preset", default="fast")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--allocator", nargs="+", choices=["tuned", "default"], default=["tuned"],
+                   help="tuned: the package's allocator settings (what users get); default: glibc's and torch's")
     args = p.parse_args(argv)
-    print(f"{time.strftime('%Y-%m-%d')}: {args.size}x{args.size} uint16 slices, preset {args.preset}, CPU")
-    print(f"{'slices':>6s} {'peak RSS MB':>12s} {'s/slice':>8s}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}: {args.size}x{args.size} uint16 slices, preset {args.preset}, CPU")
+    print(f"{'slices':>6s} {'allocator':>9s} {'peak RSS MB':>12s} {'s/slice':>8s}")
     for n in args.slices:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.size), args.preset,
-                                  str(args.threads), tmp], capture_output=True, text=True, check=True)
+        for allocator in args.allocator:
+            env = {**os.environ, "NAPARI_SCOREDVI_ALLOCATOR": allocator}
+            with tempfile.TemporaryDirectory() as tmp:
+                out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.size), args.preset,
+                                      str(args.threads), tmp], capture_output=True, text=True, check=True, env=env)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{n:6d} {r['peak_rss_mb']:12.0f} {r['seconds'] / n:8.1f}", flush=True)
+            print(f"{n:6d} {allocator:>9s} {r['peak_rss_mb']:12.0f} {r['seconds'] / n:8.1f}", flush=True)
 
 
 if __name__ == "__main__":

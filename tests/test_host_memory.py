@@ -64,3 +64,8 @@ def test_huge_pages_are_asked_of_torch_unless_the_user_chose():
     env["THP_MEM_ALLOC_ENABLE"] = "0"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True).stdout.strip() == "0"
+
+
+def test_the_user_can_turn_the_settings_off(monkeypatch):
+    monkeypatch.setenv("NAPARI_SCOREDVI_ALLOCATOR", "default")
+    assert tune_allocator() is False

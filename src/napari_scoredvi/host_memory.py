@@ -31,7 +31,10 @@ _state: dict[str, bool] = {}
 
 def tune_allocator() -> bool:
     """Apply both settings to this process, once (later calls do nothing); return whether the mmap
-    threshold is fixed. Settings the user made in the environment are left alone."""
+    threshold is fixed. Settings the user made in the environment are left alone, and
+    ``NAPARI_SCOREDVI_ALLOCATOR=default`` turns both off."""
+    if os.environ.get("NAPARI_SCOREDVI_ALLOCATOR", "").strip().lower() == "default":
+        return False
     if "fixed" not in _state:
         os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
         _state["fixed"] = fix_mmap_threshold()
