@@ -12,7 +12,8 @@ torch threads. Sections (pick with ``--sections``):
 * ``large``: one ``--large`` x ``--large`` synthetic slice: peak RSS and seconds.
 
 A configuration is a preset name with optional overrides, e.g. ``fast``,
-``balanced:iterations=150``, ``fast:crops=1,samples=2``.
+``balanced:iterations=150``, ``fast:crops=1,samples=2``. The override ``allocator=default`` runs
+the configuration with the package's allocator settings turned off (``napari_scoredvi.host_memory``).
 
     python benchmarks/speed.py --configs fast balanced best --threads 2
 """
@@ -44,6 +45,8 @@ def _preset(spec: str):
     changes = {}
     for item in filter(None, over.split(",")):
         key, _, value = item.partition("=")
+        if key == "allocator":  # not a preset field: run_child sets the environment for it
+            continue
         field_type = type(getattr(cfg, key))
         changes[key] = value.lower() in ("1", "true", "yes") if field_type is bool else field_type(value)
     return dataclasses.replace(cfg, name=spec, **changes) if changes else cfg
@@ -128,6 +131,8 @@ def child(spec: dict) -> dict:
 # -- parent side ----------------------------------------------------------------------------------
 def run_child(spec: dict) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
+    if "allocator=default" in spec["method"]:
+        env["NAPARI_SCOREDVI_ALLOCATOR"] = "default"
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
                          env=env)
     if out.returncode != 0:
