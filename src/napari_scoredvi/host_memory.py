@@ -25,7 +25,7 @@ import sys
 
 #: allocations above this many bytes are mmapped and returned to the system when freed. Measured
 #: (docs/batch.md, Memory): 128 KiB, glibc's starting value, kept the peak flattest but made 512 x 512
-#: fits 1.6x slower (their many small crop tensors were mapped afresh every step); 4 MiB keeps small
+#: fits about 1.5x slower (their many small crop tensors were mapped afresh every step); 4 MiB keeps small
 #: tensors on the heap, and every larger torch buffer is THP-backed.
 MMAP_THRESHOLD = 4 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number, from glibc's <malloc.h>
