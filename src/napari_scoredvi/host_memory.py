@@ -19,6 +19,7 @@ per process by :func:`tune_allocator`:
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -29,7 +30,6 @@ import sys
 #: tensors on the heap, and every larger torch buffer is THP-backed.
 MMAP_THRESHOLD = 4 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number, from glibc's <malloc.h>
-_state: dict[str, bool] = {}
 
 
 def tune_allocator() -> bool:
@@ -38,10 +38,13 @@ def tune_allocator() -> bool:
     ``NAPARI_SCOREDVI_ALLOCATOR=default`` turns both off."""
     if os.environ.get("NAPARI_SCOREDVI_ALLOCATOR", "").strip().lower() == "default":
         return False
-    if "fixed" not in _state:
-        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-        _state["fixed"] = fix_mmap_threshold()
-    return _state["fixed"]
+    return _apply_once()
+
+
+@functools.cache
+def _apply_once() -> bool:
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    return fix_mmap_threshold()
 
 
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
