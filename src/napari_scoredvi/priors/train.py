@@ -97,6 +97,26 @@ def noise_std_map(clean: torch.Tensor, lo: float, hi: float, gen: torch.Generato
     return torch.where(mode == 2, shot, field)
 
 
+def correlate(noise: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Make the noise (N, 1, P, P) of a random ``prob`` share of the patches spatially correlated, as
+    camera pipelines (demosaicking, on-chip binning/filtering) and some microscope cameras deliver it.
+
+    Each picked patch is filtered by a separable 3-tap kernel ``[a, 1, a]`` (``a`` drawn per axis in
+    [0.05, 0.5], i.e. a lag-1 correlation of 0.1-0.67 in x and in y, so anisotropic too), normalised
+    to unit energy so every pixel keeps its variance (and a signal-dependent std keeps its level).
+    """
+    out = noise.clone()
+    pick = torch.nonzero(torch.rand(noise.shape[0], generator=gen) < prob).flatten().tolist()
+    for i in pick:
+        ay, ax = (0.05 + 0.45 * torch.rand(2, generator=gen)).tolist()
+        ky = torch.tensor([ay, 1.0, ay]) / math.sqrt(1 + 2 * ay * ay)
+        kx = torch.tensor([ax, 1.0, ax]) / math.sqrt(1 + 2 * ax * ax)
+        p = F.pad(noise[i : i + 1], (1, 1, 1, 1), mode="reflect")
+        p = F.conv2d(p, kx.view(1, 1, 1, 3).to(noise.dtype))
+        out[i : i + 1] = F.conv2d(p, ky.view(1, 1, 3, 1).to(noise.dtype))
+    return out
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
 
@@ -127,11 +147,14 @@ def train_stage(
     args: argparse.Namespace,
     log,
     blur_prob: float = 0.0,
+    corr_prob: float = 0.0,
+    stage_lr: float | None = None,
 ) -> None:
     """Train ``model`` for ``steps`` Adam steps on noise in ``rng_8bit`` (a ``blur_prob`` share of
-    the clean patches band-limited, see :func:`band_limit`); checkpoint and resume."""
+    the clean patches band-limited, see :func:`band_limit`, and a ``corr_prob`` share with spatially
+    correlated noise, see :func:`correlate`); checkpoint and resume."""
     ckpt = args.out / f"{name}.ckpt"
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=stage_lr or args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / steps)))
     start = 0
     if ckpt.exists():
@@ -152,7 +175,10 @@ def train_stage(
         clean = sample_batch(images, args.batch, args.patch, gen)
         if blur_prob > 0:
             clean = band_limit(clean, blur_prob, tgen)
-        noisy = clean + noise_std_map(clean, lo, hi, tgen) * torch.randn(clean.shape, generator=tgen)
+        noise = noise_std_map(clean, lo, hi, tgen) * torch.randn(clean.shape, generator=tgen)
+        if corr_prob > 0:
+            noise = correlate(noise, corr_prob, tgen)
+        noisy = clean + noise
         loss = F.mse_loss(model(noisy), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,6 +213,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--blur-prob", type=float, default=0.5,
                    help="share of band-limited (PSF-blurred) clean patches in the per-range stage")
+    p.add_argument("--corr-prob", type=float, default=0.0,
+                   help="share of patches with spatially correlated noise in the per-range stage")
+    p.add_argument("--init", type=Path, default=None,
+                   help="a weights file (e.g. the shipped gray.pt): skip stage 1 and fine-tune its components")
+    p.add_argument("--init-lr", type=float, default=3e-4, help="Adam step size of the fine-tuning from --init")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=100)
@@ -208,20 +239,30 @@ def main(argv: list[str] | None = None) -> None:
         f"machine {platform.processor() or platform.machine()}")
     t_start = time.perf_counter()
     images = load_images(args.data)
-    union = (min(r[0] for r in RANGES_8BIT), max(r[1] for r in RANGES_8BIT))
-    shared = (BiasFreeUNet(1, args.width, args.levels) if args.arch == "unet"
-              else BiasFreeDnCNN(1, args.depth, args.width))
-    train_stage("shared", shared, images, union, args.steps_shared, args, log)
-    report = {"ranges_8bit": [list(r) for r in RANGES_8BIT], "config": shared.config(), "args": {
-        k: str(v) for k, v in vars(args).items()}}
-    if args.test:
-        report["shared_psnr"] = evaluate(shared, args.test)
-        log(f"shared: Set PSNR {report['shared_psnr']}")
+    init = torch.load(args.init, map_location="cpu", weights_only=True) if args.init else None
+    if init is not None:
+        shared = build_prior(init["config"])
+        report = {"init": str(args.init)}
+    else:
+        union = (min(r[0] for r in RANGES_8BIT), max(r[1] for r in RANGES_8BIT))
+        shared = (BiasFreeUNet(1, args.width, args.levels) if args.arch == "unet"
+                  else BiasFreeDnCNN(1, args.depth, args.width))
+        train_stage("shared", shared, images, union, args.steps_shared, args, log)
+        report = {}
+        if args.test:
+            report["shared_psnr"] = evaluate(shared, args.test)
+            log(f"shared: Set PSNR {report['shared_psnr']}")
+    report.update({"ranges_8bit": [list(r) for r in RANGES_8BIT], "config": shared.config(), "args": {
+        k: str(v) for k, v in vars(args).items()}})
     weights = {}
     for k, rng in enumerate(RANGES_8BIT):
         model = build_prior(shared.config())
-        model.load_state_dict(shared.state_dict())
-        train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log, args.blur_prob)
+        if init is not None:
+            model.load_state_dict({n: t.float() for n, t in init[f"prior{k}"].items()})
+        else:
+            model.load_state_dict(shared.state_dict())
+        train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log, args.blur_prob, args.corr_prob,
+                    args.init_lr if init is not None else None)
         # half precision halves the shipped file; the loader casts back to float32
         weights[f"prior{k}"] = {n: t.to(torch.float16) for n, t in model.state_dict().items()}
         if args.test:
