@@ -25,8 +25,16 @@ def test_denoises_synthetic_fluorescence_in_input_units(device):
     # noise variance in counts^2: Poisson-Gaussian truth is photons*clean01 + read^2 = (clean-100) + 9
     true_var = (clean - 100.0) + 9.0
     ratio = np.median(r.noise_variance) / np.median(true_var)
-    assert 0.3 < ratio < 3.0, ratio
+    assert 0.7 < ratio < 1.4, ratio
+    slope = np.polyfit(clean.ravel(), r.noise_variance.ravel(), 1)[0]  # the truth's slope is 1 (gain 1)
+    assert 0.5 < slope < 2.0, slope  # a 96x96 image gives a rough noise level function
+    # unbiased: the mean error is a small share of the noise std (it was +0.2-0.3 noise std before
+    # the posterior networks started at the priors' estimates)
+    assert abs(np.mean(r.denoised - clean)) < 0.05 * np.sqrt(true_var.mean())
+    # the posterior std means something: denoised +- 1.96 std covers the clean value for most pixels
     assert (r.posterior_std > 0).all() and np.median(r.posterior_std) < np.sqrt(np.median(true_var))
+    coverage = np.mean(np.abs(r.denoised - clean) <= 1.96 * r.posterior_std)
+    assert 0.85 <= coverage <= 0.995, coverage
     assert r.info["preset"] == "fast" and r.info["iterations"] >= PRESETS["fast"].iterations
     assert {"lam", "noise_std", "device", "seconds"} <= set(r.info)
 
@@ -131,7 +139,9 @@ def test_final_tweedie_step_and_ensemble_change_only_the_denoised_output(tiny_pr
     plain = denoise(noisy, preset=tiny_preset, device="cpu", seed=1)
     tweedie = denoise(noisy, preset=dataclasses.replace(tiny_preset, final_denoise=True), device="cpu", seed=1)
     assert not np.allclose(plain.denoised, tweedie.denoised)
-    np.testing.assert_array_equal(plain.noise_variance, tweedie.noise_variance)
+    # the noise variance is the same noise level function, evaluated at each run's denoised image
+    np.testing.assert_allclose(np.polyfit(plain.denoised.ravel(), plain.noise_variance.ravel(), 1),
+                               np.polyfit(tweedie.denoised.ravel(), tweedie.noise_variance.ravel(), 1), rtol=1e-3)
     ens = denoise(noisy, preset=dataclasses.replace(tiny_preset, final_denoise=True, ensemble=4), device="cpu",
                   seed=1)
     assert ens.denoised.shape == noisy.shape and np.isfinite(ens.denoised).all()

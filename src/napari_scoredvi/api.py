@@ -19,7 +19,7 @@ from .devices import describe_device, resolve_device
 from .fit import fit
 from .host_memory import tune_allocator
 from .image_in import as_channels_first
-from .noise_estimate import estimate_noise_std, prior_weight
+from .noise_estimate import estimate_noise_level_functions, mean_noise_std, prior_weight
 from .normalise import fit_normalisation
 from .presets import Preset, get_preset
 from .priors import load_priors
@@ -39,8 +39,9 @@ class DenoiseResult:
     """Outputs of :func:`denoise`, all float32 with the input image's shape.
 
     denoised: posterior mean, in the input's intensity units.
-    noise_variance: per-pixel noise variance from q(tau), input units squared.
-    posterior_std: per-pixel posterior standard deviation, input units.
+    noise_variance: per-pixel noise variance (the image's noise level function at the denoised
+    intensity), input units squared.
+    posterior_std: per-pixel posterior standard deviation (Tweedie's second-order formula), input units.
     info: what ran (preset, iterations, lam, estimated noise std, device, seconds, ...).
     fit_state: the fitted networks' parameters; pass it as ``warm_start`` when denoising the next,
     similar image (the next slice of a stack) with the same preset and device.
@@ -86,7 +87,8 @@ def denoise_steps(
         return DenoiseResult(np.asarray(image, dtype=np.float32).copy(), zeros, zeros.copy(), info,
                              warm_start or {})
     y = norm.to_model(arr)
-    noise_std = estimate_noise_std(y)  # model units ([0, 1] range)
+    noise = estimate_noise_level_functions(y)  # model units ([0, 1] range)
+    noise_std = mean_noise_std(y, noise)
     lam_used = prior_weight(noise_std * 255.0, LAM0) if lam is None else float(lam)
     beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
     priors = load_priors(dev)
@@ -94,7 +96,7 @@ def denoise_steps(
     usable = bool(warm_start) and all(warm_start.get(k) == v for k, v in key.items())
     info["warm_start"] = usable  # a state made for another preset, channel count or device is ignored
     out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
-                          device=dev, seed=seed, noise_std=noise_std,
+                          device=dev, noise=noise, seed=seed, noise_std=noise_std,
                           init_state=warm_start["nets"] if usable else None)
     denoised = norm.image_to_input(out.denoised)
     variance = norm.variance_to_input(out.noise_variance)

@@ -8,7 +8,7 @@ consumer) cancels the fit cleanly.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,9 +16,11 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .elbo import negative_elbo
+from .noise_estimate import NoiseLevelFunction
 from .posterior import PosteriorNets
 from .presets import Preset
 from .priors import self_ensemble
+from .uncertainty import noise_variance_map, tweedie_posterior_variance
 
 DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
 MAX_RETRIES = 2
@@ -83,34 +85,50 @@ def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def _outputs(
-    nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor, priors: list | None = None, ensemble: int = 1
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Denoised, noise variance, posterior std for the whole (C, H, W) image, tiled when large.
+    nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor, priors: list, preset: Preset,
+    noise: Sequence[NoiseLevelFunction], seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Denoised, noise variance, posterior variance and q's posterior std for the whole (C, H, W)
+    image, tiled when large.
 
-    With ``priors``, the denoised image is ``sum_k r_k D_k(mu_k)``: each component's posterior mean
-    passed once more through its prior denoiser (Tweedie's estimate at the posterior mean), instead
-    of ``sum_k r_k mu_k``; see docs/engine.md.
+    With ``preset.final_denoise``, the denoised image is ``sum_k r_k D_k(mu_k)``: each component's
+    posterior mean passed once more through its prior denoiser, instead of ``sum_k r_k mu_k``; see
+    docs/engine.md. The noise variance and the posterior variance are :mod:`.uncertainty`'s: the
+    noise level function at the denoised intensity, and Tweedie's ``J S`` for the mixture of priors
+    ``sum_k r_k D_k`` at the noisy image.
     """
     c, h, w = y.shape
-    acc = torch.zeros(3, c, h, w, device=y.device, dtype=torch.float32)
+    acc = torch.zeros(4, c, h, w, device=y.device, dtype=torch.float32)
     norm = torch.zeros(1, 1, h, w, device=y.device, dtype=torch.float32)
     rows, cols = _tile_starts(h, TILE, TILE_OVERLAP), _tile_starts(w, TILE, TILE_OVERLAP)
+    gen = torch.Generator(device=y.device).manual_seed(seed + 1)
     for r in rows:
         for cc in cols:
             th, tw = min(TILE, h), min(TILE, w)
-            q = nets(y[None, :, r : r + th, cc : cc + tw], guide[None, ..., r : r + th, cc : cc + tw])
-            if priors:
-                den = sum(q.r[0, k] * self_ensemble(prior, q.mu[:, k], ensemble)[0] for k, prior in enumerate(priors))
+            y_t, guide_t = y[:, r : r + th, cc : cc + tw], guide[..., r : r + th, cc : cc + tw]
+            q = nets(y_t[None], guide_t[None])
+            resp = q.r[0]  # (K, 1, th, tw)
+            if preset.final_denoise:
+                den = sum(resp[k] * self_ensemble(prior, q.mu[:, k], preset.ensemble)[0]
+                          for k, prior in enumerate(priors))
             else:
                 den = q.denoised()[0]
-            out = torch.stack([den, q.noise_variance()[0], q.posterior_std()[0]])
+            noise_var = noise_variance_map(den, noise)
+
+            def mixture(v: torch.Tensor, resp=resp) -> torch.Tensor:
+                return sum(resp[k] * prior(v) for k, prior in enumerate(priors))
+
+            # the guide is D_k(y) already when it is not a self-ensemble average
+            base = (resp * guide_t).sum(0) if preset.ensemble == 1 else mixture(y_t[None])[0]
+            post_var = tweedie_posterior_variance(mixture, y_t, base, noise_var, gen)
+            out = torch.stack([den, noise_var, post_var, q.posterior_std()[0]])
             weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], y.device)[:, None] * _ramp(
                 tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], y.device
             )[None, :]
             acc[:, :, r : r + th, cc : cc + tw] += out * weight
             norm[..., r : r + th, cc : cc + tw] += weight
     acc /= norm
-    return acc[0], acc[1], acc[2]
+    return acc[0], acc[1], acc[2], acc[3]
 
 
 def _fit_once(
@@ -148,9 +166,12 @@ def _fit_once(
 
 def fit(
     y: np.ndarray, preset: Preset, priors: list, lam: float, beta0: float, init_std: float,
-    device: torch.device, seed: int = 0, noise_std: float = 0.0, init_state: dict | None = None,
+    device: torch.device, noise: Sequence[NoiseLevelFunction], seed: int = 0, noise_std: float = 0.0,
+    init_state: dict | None = None,
 ) -> Generator[tuple[int, int], None, FitOutput]:
     """Fit q to ``y`` ((C, H, W) float32, model units) and return the outputs in model units.
+
+    ``noise``: each channel's noise level function (model units), for the noise-variance output.
 
     ``init_state``: the ``state`` of an earlier fit of a similar image (the previous slice of a
     stack) with the same preset and channel count; the fit then starts from those networks and runs
@@ -174,11 +195,10 @@ def fit(
                                            0.5**retry, done, total, iterations, state)
         done += iterations
         nets.eval()
-        denoised, noise_var, post_std = _outputs(nets, yt, guide, priors if preset.final_denoise else None,
-                                                 preset.ensemble)
+        denoised, noise_var, post_var, q_std = _outputs(nets, yt, guide, priors, preset, noise, seed)
         # ... unless the noise itself is that strong: the posterior is never wider than the likelihood
         limit = max(DIVERGED_STD, noise_std)
-        diverged = bool(post_std.mean() > limit) or not bool(torch.isfinite(denoised).all())
+        diverged = bool(q_std.mean() > limit) or not bool(torch.isfinite(denoised).all())
         if not diverged or retry == MAX_RETRIES:
             break
         total += preset.iterations
@@ -190,7 +210,7 @@ def fit(
     return FitOutput(
         denoised=denoised.float().cpu().numpy(),
         noise_variance=noise_var.float().cpu().numpy(),
-        posterior_std=post_std.float().cpu().numpy(),
+        posterior_std=post_var.sqrt().float().cpu().numpy(),
         iterations=done,
         retries=retry,
         diverged=diverged,

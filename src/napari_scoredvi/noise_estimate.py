@@ -123,17 +123,24 @@ def _fit_line(levels: np.ndarray, variances: np.ndarray, weights: np.ndarray) ->
     return NoiseLevelFunction(0.0, float(np.average(variances, weights=weights)))
 
 
-def estimate_noise_std(image: np.ndarray) -> float:
-    """Average noise std of a (C, H, W) or (H, W) image, in its units.
-
-    Uses ``mean var = a * mean(I) + b`` (the noise level function is linear in I), averaged
-    over channels.
-    """
+def estimate_noise_level_functions(image: np.ndarray) -> list[NoiseLevelFunction]:
+    """One noise level function per channel of a (C, H, W) or (H, W) image, in its units."""
     image = np.asarray(image, dtype=np.float64)
-    if image.ndim == 2:
-        image = image[None]
-    variances = [estimate_noise_level_function(c).variance(c.mean()) for c in image]
+    return [estimate_noise_level_function(c) for c in (image[None] if image.ndim == 2 else image)]
+
+
+def mean_noise_std(image: np.ndarray, nlfs: list[NoiseLevelFunction]) -> float:
+    """Average noise std of a (C, H, W) or (H, W) image given its channels' noise level functions:
+    ``mean var = a * mean(I) + b`` (the function is linear in I), averaged over channels."""
+    image = np.asarray(image, dtype=np.float64)
+    channels = image[None] if image.ndim == 2 else image
+    variances = [f.variance(c.mean()) for f, c in zip(nlfs, channels)]
     return float(np.sqrt(max(float(np.mean(variances)), 0.0)))
+
+
+def estimate_noise_std(image: np.ndarray) -> float:
+    """Average noise std of a (C, H, W) or (H, W) image, in its units (see :func:`mean_noise_std`)."""
+    return mean_noise_std(image, estimate_noise_level_functions(image))
 
 
 def prior_weight(noise_std_8bit: float, lam0: float = 0.5) -> float:
@@ -143,3 +150,23 @@ def prior_weight(noise_std_8bit: float, lam0: float = 0.5) -> float:
     if noise_std_8bit <= 25:
         return 1.0
     return 1.0 / lam0
+
+
+def noise_correlation(image: np.ndarray, nlf: NoiseLevelFunction) -> float:
+    """How much of the noise survives in the least-textured direction of 5x5 patches at full
+    resolution, relative to the pixel-independent case: about 1 for pixel-independent noise, well
+    below 1 for spatially correlated noise (0.1 at a lag-1 correlation of 0.3; 0.01 at 0.6).
+
+    Correlated noise has little energy at the highest spatial frequencies, so the smallest
+    eigenvalue of the covariance of flat patches falls below the pixel variance, which ``nlf``
+    (measured on the pixel-shuffled sub-images, where the correlation is broken) gives. Each patch
+    is divided by its expected noise std so that signal-dependent noise pools over intensities.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    patches = _patches(image)[:: max(1, image.size // 60000)]  # a subsample is enough
+    means = patches.mean(axis=1)
+    var = np.maximum(nlf.variance(means), 1e-12)
+    keep = _gradient_energy(patches) <= var * _flat_threshold()
+    if keep.sum() < 8 * PATCH * PATCH:
+        return 1.0  # too few flat patches to tell: assume independent pixels
+    return _min_eigenvalue(patches[keep] / np.sqrt(var[keep])[:, None])

@@ -1,0 +1,57 @@
+"""The per-pixel uncertainty outputs beside the denoised image, in model units.
+
+* **Noise variance**: the noise level function ``var(I) = a I + b`` that :mod:`.noise_estimate`
+  fits to the noisy image (per channel), evaluated at the denoised intensity. The fitted q(tau) of
+  the variational posterior was nearly flat against intensity (a slope of 0.00-0.11 of the true
+  gain), because one image holds one noise sample per pixel; the noise level function pools all
+  flat patches of an intensity level instead (docs/engine.md).
+* **Posterior variance**: Tweedie's second-order formula. For ``y = x + n``, ``n ~ N(0, S)`` and the
+  MMSE denoiser ``D(y) = E[x | y]``, ``Cov[x | y] = J_D(y) S`` (J the Jacobian of D). Its diagonal is
+  estimated with Hutchinson probes shaped like the noise, ``e ~ N(0, S)``:
+  ``E[e_i (J e)_i] = (J S)_ii``, where ``J e`` is a finite difference ``(D(y + d e) - D(y)) / d``
+  (exact within a linear region of the bias-free ReLU priors), then averaged over a small window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .noise_estimate import NoiseLevelFunction
+
+PROBES = 2  # Hutchinson probes per image
+STEP = 0.1  # finite-difference step, as a fraction of the noise
+WINDOW = 7  # the probe products are averaged over WINDOW x WINDOW pixels
+FLOOR = 0.01  # the posterior variance is at least this share of the noise variance
+
+
+def noise_variance_map(denoised: torch.Tensor, nlfs: Sequence[NoiseLevelFunction]) -> torch.Tensor:
+    """``a_c * denoised + b_c`` per channel c, floored at a small share of the mean level:
+    (C, H, W) from (C, H, W) denoised, model units squared."""
+    slope = torch.tensor([f.slope for f in nlfs], dtype=denoised.dtype, device=denoised.device)[:, None, None]
+    intercept = torch.tensor([f.intercept for f in nlfs], dtype=denoised.dtype, device=denoised.device)[:, None, None]
+    var = slope * denoised + intercept
+    floor = 0.01 * var.mean(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
+    return torch.maximum(var, floor)
+
+
+def tweedie_posterior_variance(
+    denoiser: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    baseline: torch.Tensor,
+    noise_variance: torch.Tensor,
+    generator: torch.Generator,
+    probes: int = PROBES,
+) -> torch.Tensor:
+    """Diagonal of ``J_D(y) S`` for a denoiser ``D`` of (N, C, H, W) images, with ``baseline = D(y)``
+    and ``S = diag(noise_variance)``; all (C, H, W), model units (squared for the variances)."""
+    std = noise_variance.sqrt()
+    acc = torch.zeros_like(y)
+    for _ in range(probes):
+        e = std * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        acc += e * (denoiser((y + STEP * e)[None])[0] - baseline) / STEP
+    diag = F.avg_pool2d((acc / probes)[None], WINDOW, stride=1, padding=WINDOW // 2, count_include_pad=False)[0]
+    # J S is positive semi-definite for an MMSE denoiser: a local mean below the floor is probe noise
+    return torch.maximum(diag, FLOOR * noise_variance)
