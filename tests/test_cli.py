@@ -33,3 +33,24 @@ def test_bad_device_is_a_clean_error(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert rc == 2
         assert "no CUDA GPU" in capsys.readouterr().err
+
+
+HELP_WITHOUT_TORCH = """
+import sys
+from napari_scoredvi.cli import main
+for argv in (["--help"], ["denoise", "--help"], ["demo", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+heavy = sorted(m for m in ("torch", "dask", "zarr", "tifffile", "napari", "tqdm") if m in sys.modules)
+print("heavy:", heavy, file=sys.stderr)
+sys.exit(1 if heavy else 0)
+"""
+
+
+def test_help_loads_no_heavy_modules():
+    """--help parses arguments without importing torch (seconds on a cold disk) or the readers."""
+    out = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--preset" in out.stdout and "--axes" in out.stdout
