@@ -98,6 +98,13 @@ def test_dock_through_npe2(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
     assert isinstance(widget, ScoreDVIWidget)
+    # the prior weight reads "auto" at 0 (automatic) and shows the number otherwise
+    lam = widget._lam_box
+    assert lam.value == 0.0 and lam.native.text() == "auto"
+    lam.value = 1.25
+    assert lam.native.text() == "1.25"
+    lam.value = 0.0
+    assert lam.native.text() == "auto"
 
 
 def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):

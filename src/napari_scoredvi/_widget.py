@@ -134,7 +134,8 @@ class ScoreDVIWidget(Container):
         self._warm_box = CheckBox(text="warm-start each slice from the previous one", value=True,
                                   tooltip="stacks: much faster; each slice's fit starts from its neighbour's")
         self._lam_box = FloatSpinBox(label="prior weight", value=0.0, min=0.0, max=16.0, step=0.25,
-                                     tooltip="lam, the weight of the score prior; 0 = automatic from the noise level")
+                                     tooltip="lam, the weight of the score prior; auto (0) = from the noise level")
+        self._lam_box.native.setSpecialValueText("auto")  # shown at the minimum, 0, which means automatic
         self._std_box = CheckBox(text="add posterior std layer", value=False)
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
