@@ -1,13 +1,25 @@
-"""Make docs/images/napari-widget.png: the docked widget beside its outputs on the sample data.
+"""Make docs/images/napari-widget.png: the docked widget beside the noisy slice, its denoised
+version and its noise-variance map, side by side (napari's grid mode), on the sample stack.
 
-Needs a display; headless, run it under Xvfb:
+The canvas needs OpenGL on an X display; headless, run it under Xvfb with Qt's xcb platform
+(Debian 12: ``apt-get install xvfb libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
+libxcb-render-util0 libxcb-xinerama0 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0`` for Qt's
+xcb plugin), with QT_QPA_PLATFORM unset:
 
     xvfb-run -a python docs/make_screenshot.py [--preset fast]
+
+Qt's offscreen platform (QT_QPA_PLATFORM=offscreen) drew a black canvas under Xvfb here; the script
+checks for that and stops instead of writing a black picture.
+
+napari reads its settings from a temporary file here, so the picture does not depend on (or
+change) your napari settings; notifications (toasts) are off, so none covers the canvas.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,12 +30,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "images" / "napari-widget.png")
     args = p.parse_args()
 
+    settings_dir = tempfile.TemporaryDirectory()
+    os.environ["NAPARI_CONFIG"] = str(Path(settings_dir.name) / "settings.yaml")  # read when napari loads
     import napari
+    from napari.settings import get_settings
     from qtpy.QtWidgets import QApplication
 
+    get_settings().application.gui_notification_level = "error"  # no toasts, e.g. napari's PyQt5 notice
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1200, 700)
+    viewer.window.resize(1500, 640)
     viewer.open_sample("napari-scoredvi", "noisy_stack")
+    viewer.layers.remove("clean ground truth")  # hidden anyway; it would take a grid cell
     _, widget = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
     widget._preset_box.value = args.preset
     widget.run()
@@ -31,12 +48,28 @@ def main() -> None:
     while widget.worker is not None and time.monotonic() - t0 < 600:
         QApplication.processEvents()
         time.sleep(0.05)
+    source = viewer.layers["noisy fluorescence stack"]
+    for layer in viewer.layers:
+        layer.blending = "translucent"  # each cell of the grid shows one layer on its own
+    # grid cells are filled from the bottom of the layer list: noisy, denoised, noise variance
+    names = ["noisy fluorescence stack", "noisy fluorescence stack denoised", "noisy fluorescence stack noise variance"]
+    for i, name in enumerate(names):
+        viewer.layers.move(viewer.layers.index(viewer.layers[name]), i)
+    viewer.layers.selection.active = source
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.shape = (1, 3)
+    viewer.reset_view()
     for _ in range(20):
         QApplication.processEvents()
+        time.sleep(0.05)
+    if viewer.screenshot(canvas_only=True)[..., :3].max() == 0:
+        raise SystemExit("the canvas rendered black (no OpenGL drawing on this Qt platform); run under "
+                         "xvfb-run with QT_QPA_PLATFORM unset (Qt's xcb platform), see this script's docstring")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(args.out), canvas_only=False)
     print(f"wrote {args.out} ({time.monotonic() - t0:.0f} s of denoising with preset {args.preset!r})")
     viewer.close()
+    settings_dir.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,18 @@
+"""Shared fixtures; also picks Qt's offscreen platform for the GUI tests (see README)."""
+
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from napari_scoredvi.presets import Preset
+
+# Before pytest-qt creates the QApplication: the GUI tests draw nothing, so they use Qt's offscreen
+# platform. Without it Qt tries its xcb (X11) plugin, which aborts the whole run where there is no
+# display or where X11 libraries it needs (e.g. libxcb-icccm4) are missing. A platform set by the
+# user (QT_QPA_PLATFORM=xcb to watch the widgets) is left alone.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
     ["mps"] if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() else []

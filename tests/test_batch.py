@@ -1,6 +1,7 @@
 """The batch pipeline (``napari-scoredvi denoise``): readers, OME-Zarr output, resume, errors, dask."""
 
 import hashlib
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from napari_scoredvi.batch import ATTRS_KEY, denoise_volume
 from napari_scoredvi.cli import main
 from napari_scoredvi.presets import PRESETS, Preset
 from napari_scoredvi.samples import noisy_fluorescence_stack
+from napari_scoredvi.stack import planned_iterations
+from napari_scoredvi.volume_in import open_volume
 
 #: Even smaller than conftest.TINY: these tests check plumbing, not denoising quality.
 MICRO = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4,
@@ -84,7 +87,7 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kin
     np.testing.assert_allclose(read(out)[1], ref.denoised, rtol=1e-6, atol=1e-4)
 
 
-def test_ome_zarr_and_zarr_array_inputs(tmp_path, stack):
+def test_ome_zarr_and_zarr_array_inputs(tmp_path, stack, caplog):
     # OME-Zarr 0.4 group with a time axis and a scale; full resolution is level "0"
     src = tmp_path / "in.ome.zarr"
     g = zarr.open_group(str(src), mode="w", zarr_format=2)
@@ -103,11 +106,13 @@ def test_ome_zarr_and_zarr_array_inputs(tmp_path, stack):
     assert [(a["name"], a["unit"]) for a in ms["axes"]] == [("t", "second"), ("y", "micrometer"), ("x", "micrometer")]
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [5.0, 0.5, 0.5]
 
-    # a plain zarr (v3) array needs --axes; channels denoised jointly with channel_axis
+    # a plain 3D zarr (v3) array is taken as a stack of 2D frames, with a note saying so;
+    # channels denoised jointly with channel_axis
     arr_path = tmp_path / "plain.zarr"
     zarr.open_array(str(arr_path), mode="w", shape=(2, 32, 40), dtype="uint16", chunks=(1, 32, 40))[:] = stack[:2]
-    with pytest.raises(ValueError, match="--axes"):
-        denoise_volume(arr_path, tmp_path / "x.zarr", **RUN)
+    caplog.set_level(logging.WARNING, logger="napari_scoredvi")
+    assert open_volume(arr_path).axes == "ZYX"
+    assert caplog.text.count("treating dimension 0 (2 entries) as a stack of 2D frames (Z); pass --axes TYX") == 1
     out2 = denoise_volume(arr_path, tmp_path / "out2.zarr", axes="cyx", channel_axis=0, **RUN)
     meta = provenance(out2)
     assert meta["n_slices"] == 1 and meta["slices"]["0"]["slice"] == {}
@@ -170,6 +175,34 @@ def test_resume_after_interruption_equals_clean_run(tmp_path, stack):
     # resuming a finished run does nothing
     denoise_volume(src, part, resume=True, posterior_std=True, **RUN)
     assert provenance(part)["runs"][-1]["slices_todo"] == 0
+
+
+def test_a_resume_is_recorded_as_one_even_before_any_slice_finished(tmp_path, stack):
+    src, out = tmp_path / "s.tif", tmp_path / "out.zarr"
+    tifffile.imwrite(src, stack, ome=True, metadata={"axes": "ZYX"})
+
+    def stop_at_start(done, total, record):
+        raise Interrupt  # e.g. Ctrl-C during the first slice
+
+    with pytest.raises(Interrupt):
+        denoise_volume(src, out, progress=stop_at_start, **RUN)
+    assert zarr.open_array(str(out / "done"), mode="r")[:].tolist() == [0, 0, 0]
+    denoise_volume(src, out, resume=True, **RUN)
+    runs = provenance(out)["runs"]
+    assert [r["resumed"] for r in runs] == [False, True] and [r["slices_todo"] for r in runs] == [3, 3]
+    # --resume on an output that does not exist yet starts a new run: not a resume
+    denoise_volume(src, tmp_path / "new.zarr", resume=True, **RUN)
+    assert [r["resumed"] for r in provenance(tmp_path / "new.zarr")["runs"]] == [False]
+
+
+def test_step_progress_reports_every_iteration_of_every_slice(tmp_path, stack):
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, stack, ome=True, metadata={"axes": "ZYX"})
+    steps = []
+    denoise_volume(src, tmp_path / "out.zarr", step_progress=lambda *a: steps.append(a), **RUN)
+    assert len(steps) == planned_iterations(range(3), MICRO)  # 3 + 2 + 2 (warm starts)
+    assert [s[0] for s in steps] == [{"Z": 0}] * 3 + [{"Z": 1}] * 2 + [{"Z": 2}] * 2
+    assert [s[1:] for s in steps[:3]] == [(1, 3), (2, 3), (3, 3)] and steps[-1][1:] == (2, 2)
 
 
 def test_a_failing_slice_stops_the_run_and_keeps_finished_slices(tmp_path, stack):

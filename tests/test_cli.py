@@ -1,10 +1,14 @@
+import errno
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tifffile
 
+from conftest import TINY
 from napari_scoredvi.cli import main
+from napari_scoredvi.presets import PRESETS
 
 
 def test_demo_writes_outputs_and_reports(tmp_path, capsys):
@@ -33,3 +37,115 @@ def test_bad_device_is_a_clean_error(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert rc == 2
         assert "no CUDA GPU" in capsys.readouterr().err
+
+
+HELP_WITHOUT_TORCH = """
+import sys
+from napari_scoredvi.cli import main
+for argv in (["--help"], ["denoise", "--help"], ["demo", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+heavy = sorted(m for m in ("torch", "dask", "zarr", "tifffile", "napari", "tqdm") if m in sys.modules)
+print("heavy:", heavy, file=sys.stderr)
+sys.exit(1 if heavy else 0)
+"""
+
+
+def test_help_loads_no_heavy_modules():
+    """--help parses arguments without importing torch (seconds on a cold disk) or the readers."""
+    out = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--preset" in out.stdout and "--axes" in out.stdout
+
+
+def _stack(shape=(2, 32, 32), fill=None) -> np.ndarray:
+    data = np.random.default_rng(0).uniform(100, 200, shape).astype(np.float32)
+    if fill is not None:
+        data[...] = fill
+    return data
+
+
+def _nan(tmp_path):
+    data = _stack()
+    data[0, 3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "in.tif", data)
+
+
+def _truncated(tmp_path):
+    tifffile.imwrite(tmp_path / "full.tif", _stack().astype(np.uint16))
+    whole = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "in.tif").write_bytes(whole[: len(whole) - 1500])  # cut into slice 1 and its page
+
+
+def _not_zarr_output(tmp_path):
+    tifffile.imwrite(tmp_path / "in.tif", _stack())
+    (tmp_path / "out.zarr").mkdir()
+    (tmp_path / "out.zarr" / "notes.txt").write_text("precious")
+
+
+def _read_only(tmp_path, monkeypatch):
+    import zarr
+
+    tifffile.imwrite(tmp_path / "in.tif", _stack())
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(zarr, "open_group", refuse)  # as on a read-only mount (root ignores chmod)
+
+
+BAD_INPUTS = {
+    "nan": (_nan, [], r"slice Z=0: image contains 1 NaN/Inf pixel\(s\).*; replace them \(e.g. with numpy.nan_to_num"),
+    "all-inf": (lambda p: tifffile.imwrite(p / "in.tif", _stack(fill=np.inf)), [],
+                r"slice Z=0: image has no finite pixel \(0 NaN and 1024 Inf of 1024\); .*check the file"),
+    "1x1": (lambda p: tifffile.imwrite(p / "in.tif", np.ones((1, 1), np.uint16)), [],
+            r"image is 1x1 pixels; ScoreDVI needs at least 16x16 \(check the axes"),
+    "truncated": (_truncated, ["--axes", "ZYX"], r"is damaged, probably truncated .*; copy or export it again"),
+    "not-zarr": (_not_zarr_output, [], r"is not a Zarr store.*; choose another output path"),
+    "not-zarr-resume": (_not_zarr_output, ["--resume"], r"is not a Zarr store.*; choose another output path"),
+    "not-zarr-overwrite": (_not_zarr_output, ["--overwrite"], r"is not a Zarr store.*; choose another output path"),
+    "read-only": (_read_only, [], r"cannot create the output .* \(Read-only file system\); choose an output path"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_error_line_before_any_output(tmp_path, monkeypatch, capsys, case):
+    """Each bad input ends in `napari-scoredvi: error: <what>; <what to do>`, status 2, found before
+    any output exists (so before any fit), the tifffile warnings of a damaged file said once."""
+    import re
+
+    make, flags, message = BAD_INPUTS[case]
+    make(tmp_path, monkeypatch) if case == "read-only" else make(tmp_path)
+    monkeypatch.setitem(PRESETS, "tiny", TINY)
+    out = tmp_path / "out.zarr"
+    before = sorted(p.name for p in out.iterdir()) if out.exists() else None
+    rc = main(["denoise", str(tmp_path / "in.tif"), str(out), "--preset", "tiny", "--device", "cpu", *flags])
+    err = capsys.readouterr().err
+    assert rc == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("napari-scoredvi: error: ") and re.search(message, last), err
+    assert "Traceback" not in err and "slice(s) of" not in err and "%|" not in err  # no run started
+    assert (sorted(p.name for p in out.iterdir()) if out.exists() else None) == before  # nothing made or deleted
+    if case == "truncated":
+        assert err.count("invalid page offset") == 1 and err.count("napari-scoredvi:") == 1, err
+
+
+def test_plain_3d_tiff_is_a_z_stack_with_a_note_and_progress_per_iteration(tmp_path, monkeypatch, capsys):
+    import zarr
+
+    monkeypatch.setitem(PRESETS, "tiny", TINY)
+    tifffile.imwrite(tmp_path / "in.tif", _stack().astype(np.uint16))  # no axis metadata
+    out = tmp_path / "out.zarr"
+    assert main(["denoise", str(tmp_path / "in.tif"), str(out), "--preset", "tiny", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("napari-scoredvi: note: ") == 1
+    assert "treating dimension 0 (2 entries) as a stack of 2D frames (Z); pass --axes TYX if it is time" in err
+    assert zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["parameters"]["axes"] == "ZYX"
+    # the bar moves within a slice: the first iteration of each slice at least is shown
+    assert "z=0: step 1/8" in err and "z=1: step 1/4" in err, err
+    # four dimensions still have to be named
+    tifffile.imwrite(tmp_path / "4d.tif", _stack((2, 2, 32, 32)), photometric="minisblack")
+    assert main(["denoise", str(tmp_path / "4d.tif"), str(tmp_path / "o4.zarr"), "--preset", "tiny"]) == 2
+    assert "does not say what its axes are; pass them, e.g. --axes ZYX" in capsys.readouterr().err

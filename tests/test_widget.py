@@ -31,6 +31,16 @@ def notes(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def viewer_model(qapp):
+    """A napari ``ViewerModel``: layers, dims and layer selection, all the widget uses, without a
+    canvas. A canvas needs OpenGL, which Qt 5's offscreen platform has only on an X display; the
+    tests that need the window itself (docking) use ``make_napari_viewer`` and add no layers."""
+    from napari.components import ViewerModel
+
+    return ViewerModel()
+
+
 def _widget_for(viewer) -> ScoreDVIWidget:
     w = ScoreDVIWidget(viewer)
     w.preset_override = TINY
@@ -88,10 +98,17 @@ def test_dock_through_npe2(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
     assert isinstance(widget, ScoreDVIWidget)
+    # the prior weight reads "auto" at 0 (automatic) and shows the number otherwise
+    lam = widget._lam_box
+    assert lam.value == 0.0 and lam.native.text() == "auto"
+    lam.value = 1.25
+    assert lam.native.text() == "1.25"
+    lam.value = 0.0
+    assert lam.native.text() == "auto"
 
 
-def test_run_2d_adds_layers_with_geometry(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
+def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
+    viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=2)
     src = viewer.add_image(noisy[0], name="cells", scale=(0.5, 0.25), translate=(3.0, -2.0))
     w = _widget_for(viewer)
@@ -113,8 +130,8 @@ def test_run_2d_adds_layers_with_geometry(make_napari_viewer, qtbot, notes):
     assert w._layer_box.value is src
 
 
-def test_posterior_std_layer_and_manual_prior_weight(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
+def test_posterior_std_layer_and_manual_prior_weight(viewer_model, qtbot, notes):
+    viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=4)
     src = viewer.add_image(noisy[0], name="cells", scale=(2.0, 2.0))
     w = _widget_for(viewer)
@@ -131,9 +148,9 @@ def test_posterior_std_layer_and_manual_prior_weight(make_napari_viewer, qtbot, 
     assert meta["lam"] == 1.5 and meta["info"]["lam"] == 1.5 and not meta["info"]["lam_auto"]
 
 
-def test_run_dask_stack_all_slices(make_napari_viewer, qtbot, notes):
+def test_run_dask_stack_all_slices(viewer_model, qtbot, notes):
     da = pytest.importorskip("dask.array")
-    viewer = make_napari_viewer()
+    viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=3)
     src = viewer.add_image(da.from_array(noisy, chunks=(1, 32, 32)), name="stack")
     w = _widget_for(viewer)
@@ -149,8 +166,8 @@ def test_run_dask_stack_all_slices(make_napari_viewer, qtbot, notes):
     assert len(den.metadata["scoredvi"]["slices_done"]) == 3
 
 
-def test_cancel_keeps_finished_slices(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
+def test_cancel_keeps_finished_slices(viewer_model, qtbot, notes):
+    viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=4)
     src = viewer.add_image(noisy, name="stack")
     w = _widget_for(viewer)
@@ -167,8 +184,8 @@ def test_cancel_keeps_finished_slices(make_napari_viewer, qtbot, notes):
     assert any("cancelled" in m for m in notes["info"]), notes["info"]
 
 
-def test_bad_layers_notify(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
+def test_bad_layers_notify(viewer_model, qtbot, notes):
+    viewer = viewer_model
     labels = viewer.add_labels(np.zeros((32, 32), np.int32), name="lab")
     w = _widget_for(viewer)
     w.run(labels)
@@ -181,8 +198,8 @@ def test_bad_layers_notify(make_napari_viewer, qtbot, notes):
     assert len(notes["error"]) == 2, notes["error"]
 
 
-def test_layer_box_follows_active_and_sample_command(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_layer_box_follows_active_and_sample_command(viewer_model):
+    viewer = viewer_model
     w = _widget_for(viewer)
     a = viewer.add_image(np.zeros((32, 32), np.float32), name="a")
     viewer.add_labels(np.zeros((32, 32), np.int32), name="lab")
@@ -196,8 +213,8 @@ def test_layer_box_follows_active_and_sample_command(make_napari_viewer):
     assert w._layer_box.value is viewer.layers["noisy fluorescence stack"]
 
 
-def test_multiscale_uses_full_resolution(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
+def test_multiscale_uses_full_resolution(viewer_model, qtbot, notes):
+    viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=5)
     src = viewer.add_image([noisy[0], noisy[0, ::2, ::2]], multiscale=True, name="ms", scale=(2.0, 2.0))
     w = _widget_for(viewer)
@@ -210,8 +227,8 @@ def test_multiscale_uses_full_resolution(make_napari_viewer, qtbot, notes):
     np.testing.assert_allclose(den.scale, src.scale)
 
 
-def test_range_scope_and_bad_range(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
+def test_range_scope_and_bad_range(viewer_model, qtbot, notes):
+    viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=5)
     src = viewer.add_image(noisy, name="stack")
     w = _widget_for(viewer)
@@ -229,8 +246,8 @@ def test_range_scope_and_bad_range(make_napari_viewer, qtbot, notes):
     assert any("outside the stack" in m for m in notes["error"]), notes["error"]
 
 
-def test_rgb_layer(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
+def test_rgb_layer(viewer_model, qtbot, notes):
+    viewer = viewer_model
     rng = np.random.default_rng(0)
     img = np.clip(rng.normal(120, 30, (32, 40, 3)), 0, 255).astype(np.uint8)
     src = viewer.add_image(img, name="rgb", rgb=True, scale=(0.5, 0.5))
@@ -244,7 +261,7 @@ def test_rgb_layer(make_napari_viewer, qtbot, notes):
     np.testing.assert_allclose(var.scale, (0.5, 0.5))
 
 
-def test_batch_output_opens_in_napari_with_its_scale(make_napari_viewer, tmp_path):
+def test_batch_output_opens_in_napari_with_its_scale(viewer_model, tmp_path):
     """The batch command's OME-Zarr output opens in napari (napari-ome-zarr) with the input's pixel sizes."""
     pytest.importorskip("zarr", minversion="3")
     pytest.importorskip("napari_ome_zarr")
@@ -257,7 +274,7 @@ def test_batch_output_opens_in_napari_with_its_scale(make_napari_viewer, tmp_pat
     tifffile.imwrite(tif, noisy, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata={"axes": "ZYX",
                                                                                         "spacing": 2.0})
     out = denoise_volume(tif, tmp_path / "out.zarr", preset=TINY, device="cpu")
-    viewer = make_napari_viewer()
+    viewer = viewer_model
     layers = viewer.open(str(out / "denoised"), plugin="napari-ome-zarr")
     assert len(layers) == 1
     data = layers[0].data

@@ -7,6 +7,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-from .api import Cancelled, DenoiseResult, denoise, denoise_steps  # noqa: E402
-
 __all__ = ["Cancelled", "DenoiseResult", "denoise", "denoise_steps", "__version__"]
+
+
+def __getattr__(name: str):
+    # The engine (and torch, a few seconds to import) loads on first use, so that
+    # `napari-scoredvi --help` and the napari manifest stay fast.
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

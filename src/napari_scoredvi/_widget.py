@@ -18,7 +18,6 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -121,7 +120,9 @@ class ScoreDVIWidget(Container):
         self.seed = 0
         self.worker = None
         self.slices_done = 0
-        self._layer_box = create_widget(annotation="napari.layers.Image", label="image")
+        # choices from this viewer's layers (not napari's lookup of the viewer around the widget):
+        # the widget then works with any viewer it is given, including a ViewerModel in tests
+        self._layer_box = ComboBox(label="image", choices=self._image_layers)
         self._preset_box = ComboBox(label="preset", choices=list(PRESETS), value="fast")
         self._device_box = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self._device_label = Label(value=_auto_device_text())
@@ -133,7 +134,8 @@ class ScoreDVIWidget(Container):
         self._warm_box = CheckBox(text="warm-start each slice from the previous one", value=True,
                                   tooltip="stacks: much faster; each slice's fit starts from its neighbour's")
         self._lam_box = FloatSpinBox(label="prior weight", value=0.0, min=0.0, max=16.0, step=0.25,
-                                     tooltip="lam, the weight of the score prior; 0 = automatic from the noise level")
+                                     tooltip="lam, the weight of the score prior; auto (0) = from the noise level")
+        self._lam_box.native.setSpecialValueText("auto")  # shown at the minimum, 0, which means automatic
         self._std_box = CheckBox(text="add posterior std layer", value=False)
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
@@ -154,6 +156,11 @@ class ScoreDVIWidget(Container):
     def _show_range(self, event=None) -> None:
         ranged = self._scope_box.value == SCOPE_RANGE
         self._first_box.visible = self._last_box.visible = ranged
+
+    def _image_layers(self, widget=None) -> list[tuple[str, object]]:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _refresh_layers(self, event=None) -> None:
         self._layer_box.reset_choices()

@@ -37,6 +37,7 @@ except ImportError as exc:  # zarr 3 needs Python 3.11; the engine itself runs o
 
 from . import __version__
 from .devices import resolve_device
+from .image_in import as_channels_first
 from .presets import Preset, get_preset
 from .stack import SliceError, chain_start, denoise_stack_steps
 from .volume_in import Volume, open_volume
@@ -46,6 +47,9 @@ OUTPUTS = ("denoised", "noise_variance")
 SAVE_EVERY_S = 2.0  # rewrite the provenance attributes at most this often during a run (and at its end)
 #: Called as ``progress(done, total, record)``: once at the start with ``record=None``, then after each slice.
 BatchProgress = Callable[[int, int, "dict | None"], object]
+#: Called as ``step_progress(slice, step, total)`` after each iteration of a slice's fit (``slice``: its
+#: position, e.g. ``{"Z": 3}``; slices refitted only to warm-start the next are reported too).
+StepProgress = Callable[[dict, int, int], object]
 
 _AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
 
@@ -86,7 +90,8 @@ def _open_cached(path: str, axes: str) -> Volume:
     return open_volume(path, axes)
 
 
-def _slices(job: SliceJob, numbers: list[int]) -> Generator[tuple[int, dict], None, None]:
+def _slices(job: SliceJob, numbers: list[int], step_progress: StepProgress | None = None,
+            ) -> Generator[tuple[int, dict], None, None]:
     """Denoise slices ``numbers`` through the shared stack loop; yield ``(k, record)`` once each is
     written. A failing slice raises :class:`~napari_scoredvi.stack.SliceError`."""
     vol = _open_cached(job.input_path, job.axes)
@@ -108,6 +113,8 @@ def _slices(job: SliceJob, numbers: list[int]) -> Generator[tuple[int, dict], No
     for event in loop:
         if event["kind"] == "slice":
             yield event["slice"], _record(job, event["slice"], event["info"])
+        elif step_progress is not None:
+            step_progress(job.label(event["slice"]), event["step"], event["total"])
 
 
 def _record(job: SliceJob, k: int, info: dict) -> dict:
@@ -139,6 +146,7 @@ def denoise_volume(
     posterior_std: bool = False,
     lam: float | None = None,
     warm_start: bool = True,
+    step_progress: StepProgress | None = None,
 ) -> Path:
     """Denoise every 2D Y-X slice of a TIFF/Zarr volume; write an OME-Zarr store; return its path.
 
@@ -151,6 +159,12 @@ def denoise_volume(
     the same filesystem. posterior_std: also write the posterior standard deviation. warm_start:
     start each slice's fit from the previous slice's networks (see :mod:`.stack`); False fits every
     slice from scratch (slower; for stacks whose neighbouring slices do not look alike).
+    progress / step_progress: see :data:`BatchProgress` and :data:`StepProgress` (the latter only
+    without a scheduler).
+
+    The input is checked before any output is written or deleted: its axes, dtype and size, and its
+    first slice's values (a first slice with NaN/Inf or too few pixels raises ValueError). Another
+    slice with bad values stops the run there, keeping the finished slices (RuntimeError).
     """
     if resume and overwrite:
         raise ValueError("choose either --resume or --overwrite, not both")
@@ -163,8 +177,15 @@ def denoise_volume(
     job = _make_job(vol, in_path, out_path, channel_axis, cfg, device, seed, lam, posterior_std, warm_start)
     params = _parameters(job, vol)
     n = int(np.prod(job.grid_shape)) if job.grid_shape else 1
+    _check_slice(job, vol, 0)
 
     if _exists(out_path):
+        if not _is_store(out_path):
+            raise FileExistsError(
+                f"output {str(out_path)!r} already exists and is not a Zarr store, so it can be neither resumed "
+                "nor replaced (napari-scoredvi deletes only Zarr stores); choose another output path, or move "
+                "or delete it yourself if you do not need it"
+            )
         if overwrite:
             _remove_store(out_path)
         elif not resume:
@@ -172,17 +193,22 @@ def denoise_volume(
                 f"output {str(out_path)!r} already exists; use --resume to finish an interrupted run into it, "
                 "or --overwrite to replace it"
             )
-    if _exists(out_path):
+    resumed = _exists(out_path)
+    if resumed:
         group, meta = _open_for_resume(out_path, params)
     else:
-        group, meta = _create_store(out_path, vol, job, params, n)
+        try:
+            group, meta = _create_store(out_path, vol, job, params, n)
+        except OSError as exc:  # read-only filesystem, no permission, disk full
+            raise OSError(f"cannot create the output {str(out_path)!r} ({exc.strerror or exc}); "
+                          "choose an output path in a folder you can write to") from exc
 
     done = np.asarray(group["done"][:]).astype(bool)
     slices = meta.setdefault("slices", {})
     for k in np.flatnonzero(done):  # finished but killed before its record was written
         slices.setdefault(str(k), {"slice": job.label(int(k)), "status": "done"})
     todo = [int(k) for k in np.flatnonzero(~done)]
-    run = {"started": _now(), "finished": None, "resumed": bool(resume and done.any()),
+    run = {"started": _now(), "finished": None, "resumed": resumed,
            "scheduler": _scheduler_name(scheduler),
            "slices_todo": len(todo)}
     meta.setdefault("runs", []).append(run)
@@ -193,14 +219,17 @@ def denoise_volume(
     try:
         if progress is not None:
             progress(n_done, n, None)
-        for k, record in _execute(job, todo, scheduler):
+        for k, record in _execute(job, todo, scheduler, step_progress):
             if isinstance(record, BaseException):
                 error = f"{type(record).__name__}: {record}"
                 slices[str(k)] = {"slice": job.label(k), "status": "failed", "error": error}
                 failed = True
-                where = " ".join(f"{ax}={i}" for ax, i in job.label(k).items()) or "the image"
-                raise RuntimeError(f"slice {where} failed ({error}); the finished slices are kept: fix the "
-                                   "problem and run again with --resume") from record
+                where = " ".join(f"{ax}={i}" for ax, i in job.label(k).items())
+                if where:
+                    raise RuntimeError(f"slice {where} failed ({error}); the finished slices are kept: fix the "
+                                       "problem and run again with --resume") from record
+                raise RuntimeError(f"denoising failed ({error}); fix the problem and run again with "
+                                   "--resume") from record
             slices[str(k)] = record
             n_done += 1
             if time.monotonic() - last_save > SAVE_EVERY_S:  # the done flags, not these records, drive resume
@@ -221,11 +250,12 @@ def denoise_volume(
     return out_path
 
 
-def _execute(job: SliceJob, todo: list[int], scheduler) -> Generator[tuple[int, dict | BaseException], None, None]:
+def _execute(job: SliceJob, todo: list[int], scheduler, step_progress: StepProgress | None = None,
+             ) -> Generator[tuple[int, dict | BaseException], None, None]:
     """Yield ``(k, record)`` as slices finish, or ``(k, exception)`` for the slice that failed."""
     if scheduler is None:  # here, slice after slice, reporting each as it finishes
         try:
-            yield from _slices(job, todo)
+            yield from _slices(job, todo, step_progress)
         except SliceError as exc:
             yield exc.number, exc.__cause__ or exc
         return
@@ -287,6 +317,22 @@ def _parameters(job: SliceJob, vol: Volume) -> dict:
     return {"input": job.input_path, "input_shape": list(vol.array.shape), "input_dtype": str(vol.array.dtype),
             "axes": job.axes, "channel_axis": job.channel_axis, "preset": job.preset.as_dict(), "seed": job.seed,
             "lam": job.lam, "outputs": list(job.outputs), "warm_start": job.warm_start}
+
+
+def _check_slice(job: SliceJob, vol: Volume, k: int) -> None:
+    """Check slice ``k``'s values, size and dtype the way the engine will (ValueError/TypeError saying
+    what to do), so that bad input is reported before any output exists."""
+    where = " ".join(f"{ax}={i}" for ax, i in job.label(k).items())
+    what = f"input {job.input_path!r}{', slice ' + where if where else ''}"
+    try:
+        plane = np.asarray(vol.array[job.index(k)].compute(scheduler="synchronous"))
+    except Exception as exc:  # readers raise many types for an unreadable chunk
+        raise ValueError(f"could not read {what} ({type(exc).__name__}: {exc}); check that the file is complete "
+                         "and readable, e.g. by opening it in Fiji") from exc
+    try:
+        as_channels_first(plane, None if job.channel_axis is None else 0)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{what}: {exc}") from exc
 
 
 def _check_paths(in_path: Path, out_path: Path) -> None:

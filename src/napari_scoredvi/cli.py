@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -64,23 +65,38 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .batch import denoise_volume
 
     bar = None
+    finished = 0  # slices done, the bar's whole part
+    last_draw = 0.0
 
     def progress(done: int, total: int, record: dict | None) -> None:
-        nonlocal bar
+        nonlocal bar, finished
+        finished = done
         if bar is None:
             print(f"napari-scoredvi {__version__}: denoising {total} slice(s) of {args.input} -> {args.output}"
                   + (f" ({done} already done)" if done else ""), file=sys.stderr)
-            bar = tqdm(total=total, initial=done, unit="slice", dynamic_ncols=True, file=sys.stderr)
+            # the count moves by fractions of a slice as its iterations go (see step_progress)
+            bar = tqdm(total=total, initial=done, unit="slice", dynamic_ncols=True, file=sys.stderr,
+                       bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} slices [{elapsed}<{remaining}{postfix}]")
             return
         where = " ".join(f"{ax.lower()}={i}" for ax, i in record["slice"].items())
-        bar.set_postfix_str(f"last: {where} {record.get('seconds', 0):.1f} s", refresh=False)
-        bar.update(1)
+        bar.n = done
+        bar.set_postfix_str(f"last: {where} {record.get('seconds', 0):.1f} s")
+
+    def step_progress(where: dict, step: int, total: int) -> None:
+        nonlocal last_draw
+        if bar is None or (step > 1 and time.monotonic() - last_draw < 0.5):  # tqdm limits only update()
+            return
+        last_draw = time.monotonic()
+        bar.n = finished + step / max(total, 1)
+        label = " ".join(f"{ax.lower()}={i}" for ax, i in where.items()) or "image"
+        bar.set_postfix_str(f"{label}: step {step}/{total}")
 
     try:
         out = denoise_volume(args.input, args.output, axes=args.axes, channel_axis=args.channel_axis,
                              preset=args.preset, device=args.device, seed=args.seed, resume=args.resume,
                              overwrite=args.overwrite, scheduler=args.scheduler, progress=progress,
-                             posterior_std=args.posterior_std, warm_start=not args.no_warm_start)
+                             posterior_std=args.posterior_std, warm_start=not args.no_warm_start,
+                             step_progress=step_progress)
     except KeyboardInterrupt:
         print("\nnapari-scoredvi: stopped; the finished slices are kept in the output: run the same command "
               "with --resume to do the rest", file=sys.stderr)
@@ -152,14 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the package's log warnings (e.g. an assumed axis order) as one line each on stderr
+    notes = logging.StreamHandler(sys.stderr)
+    notes.setFormatter(logging.Formatter("napari-scoredvi: note: %(message)s"))
+    logging.getLogger("napari_scoredvi").addHandler(notes)
     try:
         return args.func(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError, FileExistsError, PermissionError) as exc:
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
         print(f"napari-scoredvi: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("napari-scoredvi: interrupted", file=sys.stderr)
         return 130
+    finally:
+        logging.getLogger("napari_scoredvi").removeHandler(notes)
 
 
 if __name__ == "__main__":

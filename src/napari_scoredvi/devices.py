@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions: the command line lists these choices without loading it
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
 
 
 def available_devices() -> list[str]:
     """Device names that can run here, best first (``"cpu"`` is always last)."""
+    import torch
+
     names = []
     if torch.cuda.is_available():
         names.append("cuda")
@@ -27,6 +35,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     Raises ``ValueError`` for an unknown name and ``RuntimeError`` for a device that is absent.
     """
+    import torch
+
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
@@ -55,6 +65,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def describe_device(device: torch.device) -> str:
     """Human-readable name, e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
+    import torch
+
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":

@@ -61,6 +61,13 @@ def as_channels_first(image, channel_axis: int | None) -> np.ndarray:
         )
     out = arr.astype(np.float64)  # always a copy: the input is never touched
     bad = ~np.isfinite(out)
+    if bad.all():  # nothing to repair: the data itself is missing or overflowed
+        n_nan = int(np.isnan(out).sum())
+        raise ValueError(
+            f"image has no finite pixel ({n_nan} NaN and {out.size - n_nan} Inf of {out.size}); "
+            "this is not noise that can be repaired: check the file or the conversion that wrote it "
+            "(e.g. an overflow to float16, or the wrong series or channel)"
+        )
     if bad.any():
         raise ValueError(
             f"image contains {int(bad.sum())} NaN/Inf pixel(s) out of {out.size}; "

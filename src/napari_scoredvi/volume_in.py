@@ -6,6 +6,9 @@ Readers are tifffile (``aszarr``: memory-mapped, one slice read at a time) and z
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +18,12 @@ import zarr
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 AMBIGUOUS_TIFF_AXES = set("QI")  # tifffile's letters for "some stack axis, meaning unknown"
+#: the axes assumed for a 3D input that does not say (a stack of 2D frames); more dimensions must be given
+DEFAULT_3D_AXES = "ZYX"
+#: words in tifffile's log messages that mean the file itself is cut short or overwritten
+_DAMAGE_WORDS = ("invalid page offset", "invalid value offset", "corrupt", "truncat")
+
+log = logging.getLogger(__name__)
 
 # Units as written by OME-XML / ImageJ -> NGFF (UDUNITS-2) names.
 _UNITS = {
@@ -107,6 +116,10 @@ def open_volume(path: str | Path, axes: str | None = None) -> Volume:
     elif not vol.axes or set(vol.axes) & AMBIGUOUS_TIFF_AXES:
         if len(shape) == 2:
             vol.axes, vol.scale = "YX", [1.0, 1.0]
+        elif len(shape) == 3:
+            vol.axes, vol.scale = DEFAULT_3D_AXES, [1.0] * 3
+            log.warning(f"{str(path)!r} does not say what its axes are: treating dimension 0 ({shape[0]} entries) "
+                        "as a stack of 2D frames (Z); pass --axes TYX if it is time, or --axes CYX for channels")
         else:
             raise ValueError(
                 f"input {str(path)!r} has shape {shape} but does not say what its axes are; pass them, "
@@ -121,21 +134,66 @@ def _open_tiff(p: Path) -> Volume:
     import tifffile
 
     try:
-        with tifffile.TiffFile(p) as tif:
-            series = tif.series[0]
-            axes = series.axes.upper().replace("S", "C")
-            try:
-                scale, units = _tiff_scale(tif, axes)
-            except Exception:  # odd OME-XML/ImageJ metadata: keep the pixels, lose only the pixel size
-                scale, units = [1.0] * len(axes), {}
-            from_meta = bool(tif.is_ome or tif.is_imagej)
-        store = tifffile.imread(p, aszarr=True, series=0, level=0)
-        arr = da.from_zarr(zarr.open_array(store, mode="r"))
+        with _tifffile_messages() as messages:
+            with tifffile.TiffFile(p) as tif:
+                series = tif.series[0]
+                axes = series.axes.upper().replace("S", "C")
+                try:
+                    scale, units = _tiff_scale(tif, axes)
+                except Exception:  # odd OME-XML/ImageJ metadata: keep the pixels, lose only the pixel size
+                    scale, units = [1.0] * len(axes), {}
+                from_meta = bool(tif.is_ome or tif.is_imagej)
+                beyond_end = _data_end(series) > p.stat().st_size
+            store = tifffile.imread(p, aszarr=True, series=0, level=0)
+            arr = da.from_zarr(zarr.open_array(store, mode="r"))
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
         raise ValueError(f"could not read {str(p)!r} as a TIFF ({type(exc).__name__}: {exc})") from exc
+    damage = [m for m in messages if any(word in m.lower() for word in _DAMAGE_WORDS)]
+    if beyond_end or damage:
+        detail = damage[0] if damage else "its image data runs past the end of the file"
+        raise ValueError(f"{str(p)!r} is damaged, probably truncated by an interrupted copy or save ({detail}); "
+                         "copy or export it again from the original")
+    for message in messages:  # harmless oddities, each said once (tifffile repeats them per open)
+        log.warning(f"{p.name}: {message}")
     if len(axes) != arr.ndim:  # tifffile reports squeezed axes; fall back to asking the user
         axes, scale, units, from_meta = "", [1.0] * arr.ndim, {}, False
     return Volume(arr, axes, scale, units, from_meta, str(p))
+
+
+@contextmanager
+def _tifffile_messages() -> Generator[list[str], None, None]:
+    """Collect tifffile's log messages (without the object prefix, each once) instead of printing them."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            text = text.split("> ", 1)[1] if text.startswith("<") and "> " in text else text
+            if text not in messages:
+                messages.append(text)
+
+    tlog = logging.getLogger("tifffile")
+    handler, propagate = Collect(logging.WARNING), tlog.propagate
+    tlog.addHandler(handler)
+    tlog.propagate = False
+    try:
+        yield messages
+    finally:
+        tlog.removeHandler(handler)
+        tlog.propagate = propagate
+
+
+def _data_end(series) -> int:
+    """The byte just past the last image data of a tifffile series (its pages' strips or tiles)."""
+    if series.dataoffset is not None:  # contiguous data, including pages the file no longer holds
+        return int(series.dataoffset) + int(series.nbytes)
+    end = 0
+    for page in series.pages:
+        if page is None:
+            continue
+        for offset, count in zip(page.dataoffsets, page.databytecounts):
+            end = max(end, int(offset) + int(count))
+    return end
 
 
 def _tiff_scale(tif, axes: str) -> tuple[list[float], dict[str, str]]:
