@@ -105,7 +105,7 @@ class Calibration:
         return self.measured.rows() + (self.map_curve.rows() if self.map_curve is not None else [])
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -128,9 +128,9 @@ class Calibration:
         if self.offset is not None:
             lines.append(f"offset: {self.offset:.4g} ADU" + (" (given)" if self.given == "offset" else " (derived)"))
         if self.read_noise_e is not None:
-            how = " (derived)" if self.given == "offset" else " (given)"
-            lines.append(f"read noise: {self.read_noise_e:.4g} e- (+- {_fmt(self.read_noise_e_se)}), "
-                         f"{self.read_noise_adu:.4g} ADU{how}")
+            how = f" (+- {_fmt(self.read_noise_e_se)}), " if self.given == "offset" else ", "
+            lines.append(f"read noise: {self.read_noise_e:.4g} e-{how}{self.read_noise_adu:.4g} ADU"
+                         + (" (derived)" if self.given == "offset" else " (given)"))
         if self.gain_ratio is not None:
             lines.append(f"measured / known gain: {self.gain_ratio:.3f} (known {self.gain_known:.4g} ADU/e-)")
         if self.map_gain is not None:
@@ -356,3 +356,29 @@ def _write_atomic(path: Path, text: str) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def read_plane(path: str | Path, index: list[int] | tuple[int, ...] | None = None,
+               axes: str | None = None) -> tuple[np.ndarray, str]:
+    """One 2D (Y, X) plane of a TIFF/Zarr image and a description of which one.
+
+    index: one position per axis before Y, X (default: the middle of each). axes as for
+    :func:`~napari_scoredvi.volume_in.open_volume`. Reads only that plane.
+    """
+    from .volume_in import open_volume
+
+    vol = open_volume(path, axes)
+    lead, names = tuple(vol.array.shape[:-2]), vol.axes[:-2]
+    if not lead:
+        if index:
+            raise ValueError(f"{str(path)!r} is a single 2D image (shape {tuple(vol.array.shape)}); leave out --slice")
+        return np.asarray(vol.array.compute()), "the 2D image"
+    default = index is None
+    if default:
+        index = [n // 2 for n in lead]
+    if len(index) != len(lead) or not all(0 <= i < n for i, n in zip(index, lead)):
+        raise ValueError(f"--slice {' '.join(map(str, index))} does not fit the axes before Y, X ({names}, sizes "
+                         f"{' x '.join(map(str, lead))}); give one index per axis, each from 0 to its size - 1")
+    plane = np.asarray(vol.array[tuple(index)].compute())
+    where = "slice " + ", ".join(f"{a}={i}" for a, i in zip(names, index)) + f" of {'x'.join(map(str, lead))}"
+    return plane, where + (" (the middle; choose another with --slice)" if default else "")
