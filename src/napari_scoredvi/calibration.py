@@ -181,6 +181,12 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
         if v is not None and (not math.isfinite(v) or v < 0 or (positive and v == 0)):
             raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
 
+    if (denoised is None) != (noise_variance is None):
+        raise ValueError("give both a denoised image and its noise-variance map for the map's curve, or neither")
+    kw: dict = {}
+    if denoised is not None:
+        curve, mg, mb = map_curve(denoised, noise_variance, shape=(h, w))
+        kw.update(map_curve=curve, map_gain=mg, map_intercept=mb)
     m = measure_noise_levels(img)
     if len(m.levels) < 2 or m.patches is None:
         raise ValueError(f"only {len(m.levels)} intensity level(s) had enough flat (weakly textured) patches; "
@@ -206,7 +212,6 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
         notes.append(f"the gain is uncertain (+- {100 * gain_se / gain:.0f}%): the image has little intensity "
                      "range in flat regions")
 
-    kw: dict = {}
     if offset is not None or read_noise_e is not None or read_noise_adu is not None:
         if offset is not None:
             kw["given"], kw["offset"] = "offset", float(offset)
@@ -227,11 +232,6 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
             kw["offset"] = offset_from_read_noise(gain, intercept, rn_adu)
     if gain_known is not None:
         kw["gain_known"], kw["gain_ratio"] = float(gain_known), gain / float(gain_known)
-    if denoised is not None or noise_variance is not None:
-        if denoised is None or noise_variance is None:
-            raise ValueError("give both a denoised image and its noise-variance map for the map's curve, or neither")
-        curve, mg, mb = map_curve(denoised, noise_variance, shape=(h, w))
-        kw.update(map_curve=curve, map_gain=mg, map_intercept=mb)
     return Calibration((h, w), gain, intercept, gain_se, intercept_se, measured, notes=tuple(notes), **kw)
 
 
