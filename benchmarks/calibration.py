@@ -5,7 +5,9 @@ Two clean scenes in photoelectrons: ``wedge`` (``samples.step_wedge``: flat squa
 (``samples.clean_fluorescence`` scaled to 300 e- at its brightest pixel: blobs and filaments, few
 flat regions). Each goes through ``samples.camera_frame`` (Poisson, read noise 2 e-, times the gain,
 offset 100 ADU, uint16) and :func:`napari_scoredvi.calibration.calibrate` with the offset given.
-Prints measured / known gain and measured / known read noise per gain and seed, and the summary.
+Prints measured / known gain and measured / known read noise per gain and seed, and the summary;
+then the same for the 5 slices of the napari sample stack (``samples.noisy_fluorescence_stack``:
+gain 1 ADU/e-, read noise 3 e-, offset 100 ADU, 256 x 256, at most 60 e-).
 
     python benchmarks/calibration.py [--size 256] [--seeds 8]
 """
@@ -18,7 +20,7 @@ import time
 import numpy as np
 
 from napari_scoredvi.calibration import calibrate
-from napari_scoredvi.samples import camera_frame, clean_fluorescence, step_wedge
+from napari_scoredvi.samples import camera_frame, clean_fluorescence, noisy_fluorescence_stack, step_wedge
 
 GAINS = (0.5, 2.0, 5.0)  # ADU per photoelectron
 READ_NOISE_E = 2.0
@@ -56,6 +58,11 @@ def main() -> None:
               f"{np.abs(g - 1).max():.1%}; read-noise ratio: median {np.nanmedian(rn):.2f}, "
               f"min {np.nanmin(rn):.2f}, max {np.nanmax(rn):.2f}, not computable {int(np.isnan(rn).sum())}; "
               f"median {np.median(secs):.2f} s per frame")
+    stack, _ = noisy_fluorescence_stack(5, (256, 256), seed=0)
+    res = [calibrate(plane, offset=100.0, gain_known=1.0) for plane in stack]
+    print("\nnapari sample stack (gain 1 ADU/e-, read noise 3 e-, offset 100 ADU), slices 0-4")
+    print("  gain measured/known " + " ".join(f"{r.gain_ratio:.3f}" for r in res))
+    print("  read noise measured/known " + " ".join(f"{r.read_noise_e / 3.0:.2f}" for r in res))
 
 
 if __name__ == "__main__":

@@ -189,3 +189,15 @@ def test_integer_input_does_not_overflow():
     for dtype in (np.uint16, np.int64):
         r = calibrate(img.astype(dtype))
         assert r.gain == pytest.approx(ref.gain) and r.intercept == pytest.approx(ref.intercept)
+
+
+def test_cli_plot_without_matplotlib_says_what_to_do(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    src = tmp_path / "frame.tif"
+    tifffile.imwrite(src, wedge_frame(1.0))
+    assert cli.main(["calibrate", str(src), "--plot", str(tmp_path / "p.png"), "--json", str(tmp_path / "r.json")]) == 2
+    assert "pip install matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

@@ -115,3 +115,21 @@ def test_rgb_and_constant_layers_are_reported(make_napari_viewer, errors):
     w = NoiseCalibrationWidget(viewer)
     assert w.compute(rgb) is None and "RGB" in errors[-1]
     assert w.compute(flat) is None and "constant" in errors[-1]
+
+
+def test_compute_button_runs_in_a_worker(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-scoredvi", "noisy_stack")
+    w = NoiseCalibrationWidget(viewer)
+    w._layer_box.value = viewer.layers[SAMPLE]
+    viewer.dims.set_current_step(0, 1)
+    w._compute_button.clicked()
+    assert w.worker is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert not errors, errors
+    from napari_scoredvi.calibration import calibrate
+
+    assert w.result.gain == calibrate(viewer.layers[SAMPLE].data[1]).gain and w._export_button.enabled
+    w._gain_box.value = "zero"  # an error before the worker: reported, nothing started
+    w._compute_button.clicked()
+    assert w.worker is None and "not a number" in errors[-1] and w.result is None

@@ -2,8 +2,7 @@
 
 A thin layer over :func:`napari_scoredvi.calibration.calibrate` (the same function as
 ``napari-scoredvi calibrate``) and :func:`napari_scoredvi.calibration_plot.draw`, on a matplotlib
-canvas embedded in Qt. The fit takes well under a second for 512 x 512 (a few seconds for 2048 x
-2048), so it runs on the main thread when Compute is pressed.
+canvas embedded in Qt. The Compute button runs the fit in a napari worker thread.
 """
 
 from __future__ import annotations
@@ -36,6 +35,8 @@ class NoiseCalibrationWidget(Container):
         self.viewer = napari_viewer
         #: the last calibration computed (None before Compute or after an error)
         self.result: Calibration | None = None
+        self.worker = None
+        self._title = ""
         self._layer_box = create_widget(annotation="napari.layers.Image", label="image")
         self._map_box = ComboBox(label="noise-variance layer", choices=self._map_choices, nullable=False,
                                  tooltip="optional: a ScoreDVI noise-variance output of this image, to compare "
@@ -57,7 +58,7 @@ class NoiseCalibrationWidget(Container):
         self.extend([self._layer_box, self._map_box, self._gain_box, self._offset_box, self._read_box,
                      self._compute_button, self._export_button, self._status])
         self.native.layout().addWidget(self.canvas)
-        self._compute_button.changed.connect(lambda: self.compute())
+        self._compute_button.changed.connect(self.run)
         self._export_button.changed.connect(self._export_dialog)
         for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
@@ -112,42 +113,75 @@ class NoiseCalibrationWidget(Container):
         return value
 
     # -- actions -----------------------------------------------------------------------------
-    def compute(self, layer=None) -> Calibration | None:
-        """Calibrate the shown slice of ``layer`` (default: the chosen one), draw it and return the
-        result; errors become notifications (and None)."""
+    def _prepare(self, layer) -> tuple[dict, str, str | None]:
+        """calibrate()'s arguments for the shown slice of ``layer``, where it is, and the map note."""
         from napari.layers import Image
 
-        layer = self._layer_box.value if layer is None else layer
-        try:
-            if not isinstance(layer, Image):
-                raise ValueError("choose an Image layer with raw camera data")
-            kwargs = {"gain_known": self._number(self._gain_box, "known gain"),
-                      "offset": self._number(self._offset_box, "offset"),
-                      "read_noise_e": self._number(self._read_box, "read noise")}
-            if kwargs["offset"] is not None and kwargs["read_noise_e"] is not None:
-                raise ValueError("fill in the offset or the read noise, not both: the other follows from the fit")
-            plane, idx = self._plane(layer)
-            maps = self._map_planes(layer)
-            if maps is not None:
-                kwargs["denoised"], kwargs["noise_variance"] = maps[0], maps[1]
-            result = calibrate(plane, **kwargs)
-        except ValueError as exc:
-            self.result = None
-            self._export_button.enabled = False
-            self._status.value = f"error: {exc}"
-            show_error(f"Noise calibration: {exc}")
-            return None
+        if not isinstance(layer, Image):
+            raise ValueError("choose an Image layer with raw camera data")
+        kwargs = {"gain_known": self._number(self._gain_box, "known gain"),
+                  "offset": self._number(self._offset_box, "offset"),
+                  "read_noise_e": self._number(self._read_box, "read noise")}
+        if kwargs["offset"] is not None and kwargs["read_noise_e"] is not None:
+            raise ValueError("fill in the offset or the read noise, not both: the other follows from the fit")
+        kwargs["image"], idx = self._plane(layer)
+        maps = self._map_planes(layer)
+        if maps is not None:
+            kwargs["denoised"], kwargs["noise_variance"] = maps[0], maps[1]
         where = f"slice {list(idx)}" if idx else "2D image"
-        self.result = result
-        self._title = f"{layer.name}, {where}"
+        return kwargs, f"{layer.name}, {where}", (maps[2] if maps is not None else None)
+
+    def _fail(self, exc: Exception) -> None:
+        self.result = None
+        self._export_button.enabled = False
+        self._status.value = f"error: {exc}"
+        show_error(f"Noise calibration: {exc}")
+
+    def _show(self, result: Calibration, title: str, note: str | None) -> None:
+        self.result, self._title = result, title
         self.figure.clear()
-        draw(self.figure.add_subplot(), result, self._title)
+        draw(self.figure.add_subplot(), result, title)
         self.figure.tight_layout()
         self.canvas.draw_idle()
-        lines = result.summary() + ([maps[2]] if maps is not None else [])
-        self._status.value = "\n".join(lines)
+        self._status.value = "\n".join(result.summary() + ([note] if note else []))
         self._export_button.enabled = True
+
+    def compute(self, layer=None) -> Calibration | None:
+        """Calibrate the shown slice of ``layer`` (default: the chosen one) here, on the calling thread,
+        draw it and return the result; errors become notifications (and None)."""
+        try:
+            kwargs, title, note = self._prepare(self._layer_box.value if layer is None else layer)
+            result = calibrate(**kwargs)
+        except ValueError as exc:
+            self._fail(exc)
+            return None
+        self._show(result, title, note)
         return result
+
+    def run(self) -> None:
+        """The Compute button: the slice is read here, the fit runs in a napari worker thread (a
+        2048 x 2048 slice takes seconds), and the plot is drawn when it returns."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            return
+        try:
+            kwargs, title, note = self._prepare(self._layer_box.value)
+        except ValueError as exc:
+            self._fail(exc)
+            return
+        worker = create_worker(calibrate, _start_thread=False, **kwargs)
+        worker.returned.connect(lambda result: self._show(result, title, note))
+        worker.errored.connect(self._fail)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._compute_button.enabled = False
+        self._status.value = "computing..."
+        worker.start()
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._compute_button.enabled = True
 
     def export(self, path: str | Path) -> list[Path]:
         """Write the last result as ``<path>.json``, ``<path>.csv`` and ``<path>.png`` (any suffix of

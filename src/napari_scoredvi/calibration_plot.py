@@ -39,8 +39,18 @@ def draw(ax, r: Calibration, title: str | None = None) -> None:
     ax.grid(alpha=0.3)
 
 
+def require_matplotlib() -> None:
+    """Raise RuntimeError, saying how to install it, if matplotlib is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise RuntimeError("the plot needs matplotlib, which is not installed; run 'pip install matplotlib' "
+                           "(or install napari-scoredvi[napari]), or leave out --plot")
+
+
 def save_plot(r: Calibration, path: str | Path, title: str | None = None) -> Path:
     """Write the plot as a PNG (atomically), without a display."""
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

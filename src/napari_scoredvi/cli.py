@@ -133,8 +133,10 @@ def _add_denoise_parser(sub) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate, read_plane
-    from .calibration_plot import save_plot
+    from .calibration_plot import require_matplotlib, save_plot
 
+    if args.plot:
+        require_matplotlib()  # before the work, not after it
     plane, where = read_plane(args.input, args.slice, args.axes)
     r = calibrate(plane, offset=args.offset, read_noise_e=args.read_noise, gain_known=args.gain_known)
     print(f"napari-scoredvi {__version__}: photon transfer of {args.input}, {where} ({plane.shape[0]} x "
