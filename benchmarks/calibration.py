@@ -9,7 +9,10 @@ Prints measured / known gain and measured / known read noise per gain and seed, 
 then the same for the 5 slices of the napari sample stack (``samples.noisy_fluorescence_stack``:
 gain 1 ADU/e-, read noise 3 e-, offset 100 ADU, 256 x 256, at most 60 e-).
 
-    python benchmarks/calibration.py [--size 256] [--seeds 8]
+    python benchmarks/calibration.py [--size 256] [--seeds 8] [--plots docs/images]
+
+``--plots DIR`` also writes ``calibration-sample.png``: the plot of slice 2 of the sample stack
+(what the napari widget and ``napari-scoredvi calibrate --plot`` draw).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--plots", metavar="DIR", help="write calibration-sample.png here")
     args = p.parse_args()
     print(f"{args.size}x{args.size} frames, read noise {READ_NOISE_E:g} e-, offset {OFFSET:g} ADU (given); "
           f"seeds 0-{args.seeds - 1}")
@@ -63,6 +67,14 @@ def main() -> None:
     print("\nnapari sample stack (gain 1 ADU/e-, read noise 3 e-, offset 100 ADU), slices 0-4")
     print("  gain measured/known " + " ".join(f"{r.gain_ratio:.3f}" for r in res))
     print("  read noise measured/known " + " ".join(f"{r.read_noise_e / 3.0:.2f}" for r in res))
+    if args.plots:
+        from pathlib import Path
+
+        from napari_scoredvi.calibration_plot import save_plot
+
+        out = save_plot(calibrate(stack[2], offset=100.0, gain_known=1.0), Path(args.plots) / "calibration-sample.png",
+                        "napari sample stack, slice 2 (gain 1, read noise 3 e-, offset 100)")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
