@@ -75,7 +75,7 @@ def test_cli_picks_the_slice_asked_for(tmp_path, capsys):
 @pytest.mark.parametrize("argv_tail,message", [
     (["--slice", "3"], "--slice 3 does not fit"),
     (["--slice", "1", "1"], "does not fit"),
-    (["--gain-known", "0"], "gain_known must be"),
+    (["--gain-known", "0"], "the known gain is"),
 ])
 def test_cli_errors(tmp_path, capsys, argv_tail, message):
     src = tmp_path / "stack.tif"
@@ -166,8 +166,8 @@ def _ramp_with_falling_noise():
     (np.zeros((128, 128), complex), {}, "dtype complex128"),
     (_ramp_with_falling_noise(), {}, "does not grow with intensity"),
     (np.ones((128, 128)) + np.eye(128), {"offset": 1.0, "read_noise_e": 2.0}, "give only one"),
-    (np.ones((128, 128)) + np.eye(128), {"read_noise_e": -1.0}, "read_noise_e must be"),
-    (np.ones((128, 128)) + np.eye(128), {"gain_known": float("nan")}, "gain_known must be"),
+    (np.ones((128, 128)) + np.eye(128), {"read_noise_e": -1.0}, "the read noise is"),
+    (np.ones((128, 128)) + np.eye(128), {"gain_known": float("nan")}, "the known gain is"),
 ])
 def test_calibrate_errors(image, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -95,7 +95,7 @@ def test_overlays_a_noise_variance_layer(make_napari_viewer, errors):
 
 @pytest.mark.parametrize("field,text,message", [
     ("_offset_box", "abc", "not a number"),
-    ("_gain_box", "-1", "gain_known must be"),
+    ("_gain_box", "-1", "the known gain is"),
 ])
 def test_bad_fields_are_reported(make_napari_viewer, errors, field, text, message):
     viewer = make_napari_viewer()

@@ -167,7 +167,8 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
     h, w = img.shape
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image is {h} x {w} pixels; the calibration needs at least {MIN_SIDE} x {MIN_SIDE} "
-                         "(it measures the noise on 16 sub-images of every 4th pixel); use a larger image or crop")
+                         "(it measures the noise on 16 sub-images of every 4th pixel); use a larger image "
+                         "(256 x 256 or more is best)")
     if float(img.max()) == float(img.min()):
         raise ValueError(f"image is constant ({float(img.min()):g} everywhere): there is no noise to measure; "
                          "give a raw camera image of a sample")
@@ -176,10 +177,11 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
     if len(given) > 1:
         raise ValueError(f"give only one of offset, read noise (e-) or read noise (ADU), got {', '.join(given)}: "
                          "the other follows from the fit")
-    for name, v, positive in (("offset", offset, False), ("read_noise_e", read_noise_e, False),
-                              ("read_noise_adu", read_noise_adu, False), ("gain_known", gain_known, True)):
+    for name, v, positive in (("the offset", offset, False), ("the read noise", read_noise_e, False),
+                              ("the read noise", read_noise_adu, False), ("the known gain", gain_known, True)):
         if v is not None and (not math.isfinite(v) or v < 0 or (positive and v == 0)):
-            raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+            raise ValueError(f"{name} is {v!r}; give a finite number {'> 0' if positive else '>= 0'} (from the "
+                             "camera's data sheet) or leave it out")
 
     if (denoised is None) != (noise_variance is None):
         raise ValueError("give both a denoised image and its noise-variance map for the map's curve, or neither")
