@@ -43,7 +43,7 @@ def main() -> None:
     print(f"{args.size}x{args.size} frames, read noise {READ_NOISE_E:g} e-, offset {OFFSET:g} ADU (given); "
           f"seeds 0-{args.seeds - 1}")
     for name, scene in SCENES.items():
-        ratios, rn_ratios, secs = [], [], []
+        ratios, rn_ratios, secs, ses = [], [], [], []
         for gain in GAINS:
             for seed in range(args.seeds):
                 img = camera_frame(scene(args.size, seed), gain, READ_NOISE_E, OFFSET, seed)
@@ -51,6 +51,7 @@ def main() -> None:
                 r = calibrate(img, offset=OFFSET, gain_known=gain)
                 secs.append(time.perf_counter() - t0)
                 ratios.append(r.gain_ratio)
+                ses.append(r.gain_se / gain)
                 rn_ratios.append((r.read_noise_e if r.read_noise_e is not None else np.nan) / READ_NOISE_E)
         g = np.array(ratios).reshape(len(GAINS), -1)
         rn = np.array(rn_ratios).reshape(len(GAINS), -1)
@@ -62,6 +63,8 @@ def main() -> None:
               f"{np.abs(g - 1).max():.1%}; read-noise ratio: median {np.nanmedian(rn):.2f}, "
               f"min {np.nanmin(rn):.2f}, max {np.nanmax(rn):.2f}, not computable {int(np.isnan(rn).sum())}; "
               f"median {np.median(secs):.2f} s per frame")
+        print(f"  error bars: std of the gain ratio over seeds {np.mean(g.std(axis=1, ddof=1)):.3f}, mean "
+              f"jackknife s.e. {np.mean(ses):.3f} (of the gain)")
     stack, _ = noisy_fluorescence_stack(5, (256, 256), seed=0)
     res = [calibrate(plane, offset=100.0, gain_known=1.0) for plane in stack]
     print("\nnapari sample stack (gain 1 ADU/e-, read noise 3 e-, offset 100 ADU), slices 0-4")

@@ -117,6 +117,7 @@ def test_calibrate_derived_quantities_are_consistent():
     for kw in ({"read_noise_adu": r.read_noise_adu}, {"read_noise_e": r.read_noise_e}):
         back = calibrate(img, **kw)
         assert back.offset == pytest.approx(OFFSET) and back.gain == r.gain
+        assert 0 < back.offset_se < 10 and back.read_noise_e_se is None
     low = calibrate(img, offset=0.0)  # an offset far too low: the read variance comes out negative
     assert low.read_noise_e is None and low.read_variance_adu < 0 and any("<= 0" in n for n in low.notes)
     plain = calibrate(img)

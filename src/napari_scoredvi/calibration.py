@@ -62,7 +62,8 @@ class Calibration:
     gain: ADU per photoelectron (the slope); intercept: ADU^2; ``*_se``: jackknife standard errors
     (NaN when not computable). measured: the binned curve that was fitted. map_curve / map_gain /
     map_intercept: the noise-variance map's curve and its weighted line fit, when a map was given.
-    offset (ADU, dark level), read_variance_adu (ADU^2), read_noise_adu, read_noise_e: filled in from
+    offset (ADU, dark level; offset_se when derived), read_variance_adu (ADU^2), read_noise_adu,
+    read_noise_e (read_noise_e_se when derived): filled in from
     whichever of offset or read noise the user gave (``given`` says which; None where not computable,
     ``notes`` says why). gain_known and gain_ratio (measured / known) when a known gain was given.
     """
@@ -78,6 +79,7 @@ class Calibration:
     map_intercept: float | None = None
     given: str | None = None
     offset: float | None = None
+    offset_se: float | None = None
     read_variance_adu: float | None = None
     read_noise_adu: float | None = None
     read_noise_e: float | None = None
@@ -89,7 +91,7 @@ class Calibration:
     def to_dict(self) -> dict:
         """Plain JSON-able numbers (NaN becomes None); the curves as lists of rows."""
         out = {k: _num(getattr(self, k)) for k in (
-            "gain", "gain_se", "intercept", "intercept_se", "map_gain", "map_intercept", "given", "offset",
+            "gain", "gain_se", "intercept", "intercept_se", "map_gain", "map_intercept", "given", "offset", "offset_se",
             "read_variance_adu", "read_noise_adu", "read_noise_e", "read_noise_e_se", "gain_known", "gain_ratio")}
         out["units"] = {"gain": "ADU per photoelectron", "intercept": "ADU^2", "offset": "ADU",
                         "read_variance_adu": "ADU^2", "read_noise_adu": "ADU", "read_noise_e": "electrons",
@@ -126,7 +128,8 @@ class Calibration:
         lines = [f"gain: {self.gain:.4g} ADU/e- (+- {_fmt(self.gain_se)})",
                  f"intercept: {self.intercept:.4g} ADU^2 (+- {_fmt(self.intercept_se)})"]
         if self.offset is not None:
-            lines.append(f"offset: {self.offset:.4g} ADU" + (" (given)" if self.given == "offset" else " (derived)"))
+            lines.append(f"offset: {self.offset:.4g} ADU" + (" (given)" if self.given == "offset" else
+                                                              f" (+- {_fmt(self.offset_se)}) (derived)"))
         if self.read_noise_e is not None:
             how = f" (+- {_fmt(self.read_noise_e_se)}), " if self.given == "offset" else ", "
             lines.append(f"read noise: {self.read_noise_e:.4g} e-{how}{self.read_noise_adu:.4g} ADU"
@@ -232,6 +235,10 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
             kw["given"] = "read_noise_adu" if read_noise_adu is not None else "read_noise_e"
             kw["read_noise_adu"], kw["read_noise_e"], kw["read_variance_adu"] = rn_adu, rn_adu / gain, rn_adu**2
             kw["offset"] = offset_from_read_noise(gain, intercept, rn_adu)
+            # a read noise given in electrons is gain * read_noise_e ADU for each replicate's gain
+            jk_rn_adu = [rn_adu if read_noise_adu is not None else float(read_noise_e) * g for g, _ in fit_jk]
+            kw["offset_se"] = _jk_se(np.array([offset_from_read_noise(g, b, r)
+                                               for (g, b), r in zip(fit_jk, jk_rn_adu)]))
     if gain_known is not None:
         kw["gain_known"], kw["gain_ratio"] = float(gain_known), gain / float(gain_known)
     return Calibration((h, w), gain, intercept, gain_se, intercept_se, measured, notes=tuple(notes), **kw)
