@@ -197,13 +197,13 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
         raise ValueError(f"only {len(m.levels)} intensity level(s) had enough flat (weakly textured) patches; "
                          "the image needs flat regions at several intensities (background and uniform objects)")
     gain, intercept = m.nlf.slope, m.nlf.intercept
-    bin_var_jk, fit_jk = _jackknife(m)
     lo, hi = float(m.levels.min()), float(m.levels.max())
     if not gain > 0:
         raise ValueError(f"the noise variance does not grow with intensity over {lo:.4g}-{hi:.4g} (fitted slope <= "
                          "0), so the gain cannot be determined: the image has too little intensity range in flat "
                          "regions, or is not raw camera data (background-subtracted, rescaled, clipped or "
                          "already denoised); use a raw frame with dim and bright flat regions")
+    bin_var_jk, fit_jk = _jackknife(m)
     gain_se, intercept_se = _jk_se(fit_jk[:, 0]), _jk_se(fit_jk[:, 1])
     measured = CurveBins("measured", m.levels, m.variances,
                          np.array([_jk_se(bin_var_jk[:, k]) for k in range(len(m.levels))]), m.counts.astype(int))
