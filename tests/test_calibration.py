@@ -92,6 +92,9 @@ def test_cli_missing_file_and_2d_with_slice(tmp_path, capsys):
     tifffile.imwrite(src, wedge_frame(1.0))
     assert cli.main(["calibrate", str(src), "--slice", "0"]) == 2
     assert "leave out --slice" in capsys.readouterr().err
+    before = src.read_bytes()
+    assert cli.main(["calibrate", str(src), "--csv", str(src)]) == 2  # never overwrite the input
+    assert "is the input image" in capsys.readouterr().err and src.read_bytes() == before
     with pytest.raises(SystemExit):  # argparse: offset and read noise are exclusive
         cli.main(["calibrate", str(src), "--offset", "1", "--read-noise", "2"])
 

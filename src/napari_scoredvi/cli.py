@@ -135,6 +135,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate, read_plane
     from .calibration_plot import require_matplotlib, save_plot
 
+    for flag, out in (("--plot", args.plot), ("--json", args.json), ("--csv", args.csv)):
+        if out and Path(out).resolve() == Path(args.input).resolve():
+            raise ValueError(f"{flag} {out} is the input image; give the output another name")
     if args.plot:
         require_matplotlib()  # before the work, not after it
     plane, where = read_plane(args.input, args.slice, args.axes)
