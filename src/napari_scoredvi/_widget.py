@@ -22,6 +22,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from . import __version__
+from ._layer_slice import current_index
 from .devices import DEVICE_CHOICES, describe_device, resolve_device
 from .presets import PRESETS, Preset, get_preset
 from .stack import SliceError, denoise_stack_steps, planned_iterations
@@ -178,15 +179,7 @@ class ScoreDVIWidget(Container):
     # -- helpers ---------------------------------------------------------------------------
     def _current_index(self, layer, lead_ndim: int) -> tuple[int, ...]:
         """The leading-axis index of the slice the viewer shows, in the layer's data coordinates."""
-        if lead_ndim == 0:
-            return ()
-        try:
-            point = np.asarray(self.viewer.dims.point)[-layer.ndim:]
-            coords = np.asarray(layer.world_to_data(point))[:lead_ndim]
-        except Exception:  # noqa: BLE001 - fall back to the first slice
-            coords = np.zeros(lead_ndim)
-        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
-        return tuple(int(np.clip(np.round(c), 0, s - 1)) for c, s in zip(coords, shape[:lead_ndim]))
+        return current_index(self.viewer, layer, lead_ndim)
 
     def _output_layer(self, source, suffix: str, shape, colormap: str, contrast, rgb: bool = False) -> tuple:
         """The output layer named ``"<source> <suffix>"``: reused if its shape matches, else (re)created."""

@@ -147,6 +147,57 @@ def _add_denoise_parser(sub) -> None:
     d.set_defaults(func=cmd_denoise)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate, read_plane
+    from .calibration_plot import require_matplotlib, save_plot
+
+    for flag, out in (("--plot", args.plot), ("--json", args.json), ("--csv", args.csv)):
+        if out and Path(out).resolve() == Path(args.input).resolve():
+            raise ValueError(f"{flag} {out} is the input image; give the output another name")
+    if args.plot:
+        require_matplotlib()  # before the work, not after it
+    plane, where = read_plane(args.input, args.slice, args.axes)
+    r = calibrate(plane, offset=args.offset, read_noise_e=args.read_noise, gain_known=args.gain_known)
+    print(f"napari-scoredvi {__version__}: photon transfer of {args.input}, {where} ({plane.shape[0]} x "
+          f"{plane.shape[1]} pixels); fit variance = gain * intensity + intercept over {len(r.measured.intensity)} "
+          "intensity bins")
+    print("\n".join(r.summary()))
+    title = f"{Path(args.input).name}, {where.split(' (')[0]}"
+    for path, write in ((args.json, r.write_json), (args.csv, r.write_csv),
+                        (args.plot, lambda p: save_plot(r, p, title=title))):
+        if path:
+            print(f"wrote {write(path)}")
+    return 0
+
+
+def _add_calibrate_parser(sub) -> None:
+    c = sub.add_parser(
+        "calibrate",
+        help="measure the camera gain (ADU per photoelectron) from one raw image (photon transfer)",
+        description=(
+            "Measure the noise variance against intensity in one raw 2D image (one slice of a stack) and fit "
+            "variance = gain * intensity + intercept: gain in ADU per photoelectron, intercept in ADU^2. Give the "
+            "camera offset (dark level) to get the read noise, or the read noise to get the offset. Needs flat "
+            "regions at several intensities. Example: napari-scoredvi calibrate frame.tif --offset 100 --plot ptc.png"
+        ),
+    )
+    c.add_argument("input", help="a raw camera image: a .tif/.tiff file, a Zarr folder or an OME-Zarr folder")
+    c.add_argument("--slice", type=int, nargs="+", metavar="N",
+                   help="index of the 2D slice along each axis before Y, X (e.g. --slice 3 for a z-stack, "
+                        "--slice 0 3 for T, Z); default: the middle of each")
+    c.add_argument("--axes", help="what each dimension is (e.g. ZYX), needed only if the file does not say")
+    known = c.add_mutually_exclusive_group()
+    known.add_argument("--offset", type=float, metavar="ADU",
+                       help="the camera's dark level (offset) in ADU: gives the read noise")
+    known.add_argument("--read-noise", type=float, metavar="E",
+                       help="the camera's read noise in electrons (camera data sheet): gives the offset")
+    c.add_argument("--gain-known", type=float, metavar="G", help="a known gain (ADU/e-) to compare with")
+    c.add_argument("--plot", metavar="PNG", help="write the variance-vs-intensity plot to this PNG file")
+    c.add_argument("--json", metavar="FILE", help="write the numbers and the bins as JSON")
+    c.add_argument("--csv", metavar="FILE", help="write the bins as CSV rows")
+    c.set_defaults(func=cmd_calibrate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="napari-scoredvi",
@@ -163,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo)
     _add_denoise_parser(sub)
+    _add_calibrate_parser(sub)
     return p
 
 

@@ -80,11 +80,38 @@ def _fallback_variance(image: np.ndarray) -> float:
 
 def estimate_noise_level_function(image: np.ndarray) -> NoiseLevelFunction:
     """Fit ``var(I) = a I + b`` to one 2D image (H, W) in its own units. Never raises on valid input."""
+    return measure_noise_levels(image).nlf
+
+
+@dataclass(frozen=True)
+class NoiseLevelBins:
+    """The per-intensity-bin measurements behind a fitted noise level function (its last iteration).
+
+    levels, variances, counts: (K,) mean intensity, min-eigenvalue noise variance and number of kept
+    weak-texture patches of each bin used in the fit. kept: K index arrays into ``patches`` (P, PATCH**2),
+    whose rows came from sub-image ``sub_image`` (P,). Empty (and ``patches`` None) when the image was
+    too small or had no usable bin and ``nlf`` is the global fallback.
+    """
+
+    nlf: NoiseLevelFunction
+    levels: np.ndarray
+    variances: np.ndarray
+    counts: np.ndarray
+    kept: tuple[np.ndarray, ...] = ()
+    patches: np.ndarray | None = None
+    sub_image: np.ndarray | None = None
+
+
+def measure_noise_levels(image: np.ndarray) -> NoiseLevelBins:
+    """:func:`estimate_noise_level_function` with the per-bin measurements it fitted; same units."""
     image = np.asarray(image, dtype=np.float64)
-    patches = np.concatenate([_patches(s) for s in _sub_images(image)])
+    subs = _sub_images(image)
+    patches = np.concatenate([_patches(s) for s in subs])
+    sub_image = np.repeat(np.arange(len(subs)), [(s.shape[0] - PATCH + 1) * (s.shape[1] - PATCH + 1) for s in subs])
     min_count = 4 * PATCH * PATCH
+    empty = np.zeros(0)
     if len(patches) < min_count * 2:
-        return NoiseLevelFunction(0.0, _fallback_variance(image))
+        return NoiseLevelBins(NoiseLevelFunction(0.0, _fallback_variance(image)), empty, empty, empty)
     means = patches.mean(axis=1)
     energy = _gradient_energy(patches)
     edges = np.quantile(means, np.linspace(0, 1, N_BINS + 1))
@@ -92,7 +119,7 @@ def estimate_noise_level_function(image: np.ndarray) -> NoiseLevelFunction:
     # start from all patches of each bin (an over-estimate: texture included), then iterate the texture test
     nlf = None
     for _ in range(ITERATIONS):
-        levels, variances, counts = [], [], []
+        levels, variances, counts, kept = [], [], [], []
         for k in range(N_BINS):
             in_bin = bin_of == k
             if in_bin.sum() < min_count:
@@ -107,10 +134,12 @@ def estimate_noise_level_function(image: np.ndarray) -> NoiseLevelFunction:
             levels.append(means[keep].mean())
             variances.append(_min_eigenvalue(patches[keep]))
             counts.append(keep.sum())
+            kept.append(np.flatnonzero(keep))
         if not levels:
-            return NoiseLevelFunction(0.0, _fallback_variance(image))
+            return NoiseLevelBins(NoiseLevelFunction(0.0, _fallback_variance(image)), empty, empty, empty)
         nlf = _fit_line(np.array(levels), np.array(variances), np.array(counts, dtype=np.float64))
-    return nlf
+    return NoiseLevelBins(nlf, np.array(levels), np.array(variances), np.array(counts, dtype=np.float64),
+                          tuple(kept), patches, sub_image)
 
 
 def _fit_line(levels: np.ndarray, variances: np.ndarray, weights: np.ndarray) -> NoiseLevelFunction:

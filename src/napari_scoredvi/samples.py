@@ -62,3 +62,29 @@ def noisy_fluorescence_stack(n_slices: int = 5, shape: tuple[int, int] = (256, 2
     clean = np.stack([base[z : z + shape[0], z : z + shape[1]] for z in range(n_slices)])
     noisy = add_camera_noise(clean, photons, 3.0, 100, seed)
     return noisy, (clean * photons + 100).astype(np.float32)
+
+
+def step_wedge(shape: tuple[int, int] = (256, 256), seed: int = 0, photons: float = 400.0,
+               background: float = 2.0, steps: int = 4) -> np.ndarray:
+    """Clean photon-transfer target in photoelectrons, float64 (H, W): ``steps x steps`` flat squares at
+    geometrically spaced levels from 5 to ``photons`` (in random order) on a flat ``background``."""
+    rng = np.random.default_rng(seed)
+    img = np.full(shape, float(background))
+    levels = rng.permutation(np.geomspace(5.0, photons, steps * steps))
+    sh, sw = shape[0] // steps, shape[1] // steps
+    for k, level in enumerate(levels):
+        i, j = divmod(k, steps)
+        img[i * sh + sh // 8 : (i + 1) * sh - sh // 8, j * sw + sw // 8 : (j + 1) * sw - sw // 8] = level
+    return img
+
+
+def camera_frame(electrons: np.ndarray, gain: float, read_noise_e: float = 2.0, offset: float = 100.0,
+                 seed: int = 0) -> np.ndarray:
+    """What a linear camera records for a clean image in photoelectrons: Poisson shot noise, Gaussian
+    read noise (``read_noise_e`` electrons), times ``gain`` (ADU per electron), plus ``offset`` (ADU),
+    rounded to uint16. Its noise variance is ``gain * (I - offset) + (gain * read_noise_e)**2`` (+1/12
+    from the rounding)."""
+    rng = np.random.default_rng(seed + 1000)
+    e = rng.poisson(np.asarray(electrons, dtype=np.float64)).astype(np.float64)
+    adu = gain * (e + rng.normal(0.0, read_noise_e, e.shape)) + offset
+    return np.clip(np.round(adu), 0, 65535).astype(np.uint16)
