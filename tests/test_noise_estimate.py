@@ -45,3 +45,27 @@ def test_prior_weight_thresholds():
     assert prior_weight(10) == 0.5
     assert prior_weight(15) == 1.0
     assert prior_weight(30) == 2.0
+
+
+def _correlated(noise, a=0.392):
+    # the separable unit-energy [a, 1, a] filter: lag-1 correlation 2a / (1 + 2a^2) = 0.6
+    k = np.array([a, 1.0, a]) / np.sqrt(1 + 2 * a * a)
+    p = np.pad(noise, 1, mode="reflect")
+    p = k[0] * p[:, :-2] + k[1] * p[:, 1:-1] + k[2] * p[:, 2:]
+    return k[0] * p[:-2] + k[1] * p[1:-1] + k[2] * p[2:]
+
+
+def test_noise_model_tells_correlated_from_independent_noise():
+    from napari_scoredvi.noise_estimate import estimate_noise
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:192, 0:192]
+    clean = 100 + 80 * np.exp(-((yy - 96) ** 2 + (xx - 80) ** 2) / 2000.0)
+    white = clean + np.sqrt(clean) * rng.standard_normal(clean.shape)
+    corr = clean + np.sqrt(clean) * _correlated(rng.standard_normal(clean.shape))
+    w, c = estimate_noise(white), estimate_noise(corr)
+    assert not w.correlated and w.lag1 == (0.0, 0.0)
+    assert c.correlated
+    assert all(0.45 < rho < 0.7 for rho in c.lag1), c.lag1
+    # the variance per pixel is kept by the filter, and the shuffled sub-images still measure it
+    assert c.levels[0].variance(140.0) == pytest.approx(w.levels[0].variance(140.0), rel=0.2)

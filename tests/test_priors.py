@@ -7,16 +7,18 @@ from napari_scoredvi.priors import load_priors
 from napari_scoredvi.priors.models import BiasFreeDnCNN, BiasFreeUNet, build_prior
 
 
-def test_shipped_weights_are_small_and_load_safely():
-    ref = resources.files("napari_scoredvi.priors").joinpath("weights", "gray.pt")
+@pytest.mark.parametrize("name", ["gray.pt", "gray_corr.pt"])
+def test_shipped_weights_are_small_and_load_safely(name):
+    ref = resources.files("napari_scoredvi.priors").joinpath("weights", name)
     with resources.as_file(ref) as path:
         assert path.stat().st_size < 5 * 2**20
         state = torch.load(path, weights_only=True)  # raises on anything but tensors/containers
     assert {"config", "ranges_8bit", "prior0"} <= set(state)
 
 
-def test_priors_are_blind_denoisers_that_reduce_gaussian_noise():
-    priors = load_priors("cpu")
+@pytest.mark.parametrize("correlated", [False, True])
+def test_priors_are_blind_denoisers_that_reduce_gaussian_noise(correlated):
+    priors = load_priors("cpu", correlated=correlated)
     assert len(priors) == 3
     g = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")

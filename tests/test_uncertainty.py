@@ -48,3 +48,13 @@ def test_tweedie_variance_sees_the_jacobian_diagonal_of_a_filter():
     inner = out[0, 8:-8, 8:-8]
     assert abs(float(inner.mean()) - 0.02 / 9) < 0.1 * 0.02 / 9
     assert (out >= 0.01 * var).all()
+
+
+def test_correlated_probes_have_the_asked_lag1_correlation():
+    from napari_scoredvi.uncertainty import correlated_normal
+
+    e = correlated_normal((4, 128, 128), (0.6, 0.3), torch.Generator().manual_seed(0))
+    assert abs(float(e.var()) - 1) < 0.05
+    lag_y = float((e[..., 1:, :] * e[..., :-1, :]).mean())
+    lag_x = float((e[..., :, 1:] * e[..., :, :-1]).mean())
+    assert abs(lag_y - 0.6) < 0.05 and abs(lag_x - 0.3) < 0.05

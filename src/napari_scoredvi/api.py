@@ -19,7 +19,7 @@ from .devices import describe_device, resolve_device
 from .fit import fit
 from .host_memory import tune_allocator
 from .image_in import as_channels_first
-from .noise_estimate import estimate_noise_level_functions, mean_noise_std, prior_weight
+from .noise_estimate import estimate_noise, mean_noise_std, prior_weight
 from .normalise import fit_normalisation
 from .presets import Preset, get_preset
 from .priors import load_priors
@@ -87,11 +87,12 @@ def denoise_steps(
         return DenoiseResult(np.asarray(image, dtype=np.float32).copy(), zeros, zeros.copy(), info,
                              warm_start or {})
     y = norm.to_model(arr)
-    noise = estimate_noise_level_functions(y)  # model units ([0, 1] range)
-    noise_std = mean_noise_std(y, noise)
+    noise = estimate_noise(y)  # model units ([0, 1] range)
+    noise_std = mean_noise_std(y, list(noise.levels))
     lam_used = prior_weight(noise_std * 255.0, LAM0) if lam is None else float(lam)
     beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
-    priors = load_priors(dev)
+    # spatially correlated noise gets the priors trained on it (docs/priors.md)
+    priors = load_priors(dev, correlated=noise.correlated)
     key = {"preset": cfg, "channels": int(y.shape[0]), "device": str(dev)}
     usable = bool(warm_start) and all(warm_start.get(k) == v for k, v in key.items())
     info["warm_start"] = usable  # a state made for another preset, channel count or device is ignored
@@ -114,6 +115,8 @@ def denoise_steps(
         beta0=beta0,
         noise_std=float(noise_std * np.mean(norm.scale)),
         noise_std_8bit=float(noise_std * 255.0),
+        noise_correlated=noise.correlated,
+        noise_lag1=list(noise.lag1),
         normalisation={"offset": norm.offset.tolist(), "scale": norm.scale.tolist()},
         final_terms=out.final_terms,
         seconds=time.perf_counter() - t0,

@@ -8,7 +8,7 @@ consumer) cancels the fit cleanly.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +16,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .elbo import negative_elbo
-from .noise_estimate import NoiseLevelFunction
+from .noise_estimate import NoiseModel
 from .posterior import PosteriorNets
 from .presets import Preset
 from .priors import self_ensemble
@@ -86,7 +86,7 @@ def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
 @torch.no_grad()
 def _outputs(
     nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor, priors: list, preset: Preset,
-    noise: Sequence[NoiseLevelFunction], seed: int,
+    noise: NoiseModel, seed: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Denoised, noise variance, posterior variance and q's posterior std for the whole (C, H, W)
     image, tiled when large.
@@ -113,14 +113,14 @@ def _outputs(
                           for k, prior in enumerate(priors))
             else:
                 den = q.denoised()[0]
-            noise_var = noise_variance_map(den, noise)
+            noise_var = noise_variance_map(den, noise.levels)
 
             def mixture(v: torch.Tensor, resp=resp) -> torch.Tensor:
                 return sum(resp[k] * prior(v) for k, prior in enumerate(priors))
 
             # the guide is D_k(y) already when it is not a self-ensemble average
             base = (resp * guide_t).sum(0) if preset.ensemble == 1 else mixture(y_t[None])[0]
-            post_var = tweedie_posterior_variance(mixture, y_t, base, noise_var, gen)
+            post_var = tweedie_posterior_variance(mixture, y_t, base, noise_var, gen, lag1=noise.lag1)
             out = torch.stack([den, noise_var, post_var, q.posterior_std()[0]])
             weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], y.device)[:, None] * _ramp(
                 tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], y.device
@@ -166,12 +166,12 @@ def _fit_once(
 
 def fit(
     y: np.ndarray, preset: Preset, priors: list, lam: float, beta0: float, init_std: float,
-    device: torch.device, noise: Sequence[NoiseLevelFunction], seed: int = 0, noise_std: float = 0.0,
+    device: torch.device, noise: NoiseModel, seed: int = 0, noise_std: float = 0.0,
     init_state: dict | None = None,
 ) -> Generator[tuple[int, int], None, FitOutput]:
     """Fit q to ``y`` ((C, H, W) float32, model units) and return the outputs in model units.
 
-    ``noise``: each channel's noise level function (model units), for the noise-variance output.
+    ``noise``: the image's noise model (model units), for the noise-variance and posterior outputs.
 
     ``init_state``: the ``state`` of an earlier fit of a similar image (the previous slice of a
     stack) with the same preset and channel count; the fit then starts from those networks and runs

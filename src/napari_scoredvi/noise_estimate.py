@@ -220,3 +220,34 @@ def noise_correlation(image: np.ndarray, nlf: NoiseLevelFunction) -> NoiseCorrel
     lag_y = 1.0 - float(np.mean(np.diff(unit, axis=1) ** 2)) / 2
     lag_x = 1.0 - float(np.mean(np.diff(unit, axis=2) ** 2)) / 2
     return NoiseCorrelation(_min_eigenvalue(unit.reshape(len(unit), -1)), lag_y, lag_x)
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """What the engine knows of the noise of one (C, H, W) image, in that image's units: each
+    channel's noise level function and spatial correlation."""
+
+    levels: tuple[NoiseLevelFunction, ...]
+    correlation: tuple[NoiseCorrelation, ...]
+
+    @property
+    def correlated(self) -> bool:
+        """Spatially correlated noise (camera sRGB, some widefield cameras): the mean residual of
+        the channels is below :attr:`NoiseCorrelation.THRESHOLD`."""
+        return float(np.mean([c.residual for c in self.correlation])) < NoiseCorrelation.THRESHOLD
+
+    @property
+    def lag1(self) -> tuple[float, float]:
+        """Mean (y, x) lag-1 correlation of the noise over the channels, 0 for independent noise."""
+        if not self.correlated:
+            return 0.0, 0.0
+        return (float(np.mean([c.lag1_y for c in self.correlation])),
+                float(np.mean([c.lag1_x for c in self.correlation])))
+
+
+def estimate_noise(image: np.ndarray) -> NoiseModel:
+    """The :class:`NoiseModel` of a (C, H, W) or (H, W) image."""
+    image = np.asarray(image, dtype=np.float64)
+    channels = image[None] if image.ndim == 2 else image
+    levels = tuple(estimate_noise_level_function(c) for c in channels)
+    return NoiseModel(levels, tuple(noise_correlation(c, f) for c, f in zip(channels, levels)))

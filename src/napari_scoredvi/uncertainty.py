@@ -7,7 +7,7 @@
   flat patches of an intensity level instead (docs/engine.md).
 * **Posterior variance**: Tweedie's second-order formula. For ``y = x + n``, ``n ~ N(0, S)`` and the
   MMSE denoiser ``D(y) = E[x | y]``, ``Cov[x | y] = J_D(y) S`` (J the Jacobian of D). Its diagonal is
-  estimated with Hutchinson probes shaped like the noise, ``e ~ N(0, S)``:
+  estimated with Hutchinson probes shaped like the noise (correlated like it, too), ``e ~ N(0, S)``:
   ``E[e_i (J e)_i] = (J S)_ii``, where ``J e`` is a finite difference ``(D(y + d e) - D(y)) / d``
   (exact within a linear region of the bias-free ReLU priors), then averaged over a small window.
 """
@@ -28,6 +28,8 @@ FLOOR = 0.01  # the posterior variance is at least this share of the noise varia
 
 
 def noise_variance_map(denoised: torch.Tensor, nlfs: Sequence[NoiseLevelFunction]) -> torch.Tensor:
+    # (the marginal variance: with correlated noise the level functions, measured on pixel-shuffled
+    # sub-images, still give each pixel's own variance)
     """``a_c * denoised + b_c`` per channel c, floored at a small share of the mean level:
     (C, H, W) from (C, H, W) denoised, model units squared."""
     slope = torch.tensor([f.slope for f in nlfs], dtype=denoised.dtype, device=denoised.device)[:, None, None]
@@ -37,6 +39,20 @@ def noise_variance_map(denoised: torch.Tensor, nlfs: Sequence[NoiseLevelFunction
     return torch.maximum(var, floor)
 
 
+def correlated_normal(shape: tuple[int, ...], lag1: tuple[float, float], generator: torch.Generator,
+                      device=None, dtype=None) -> torch.Tensor:
+    """Unit-variance Gaussian noise (..., H, W) whose lag-1 correlation is ``lag1`` (y, x): white noise
+    filtered by the unit-energy kernel ``[a, 1, a]`` along each axis, ``2a / (1 + 2a^2) = rho``."""
+    e = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    for axis, rho in zip((-2, -1), lag1):
+        rho = min(max(rho, 0.0), 0.7)
+        if rho < 0.02:
+            continue
+        a = (1 - (1 - 2 * rho * rho) ** 0.5) / (2 * rho)
+        e = (a * e.roll(1, axis) + e + a * e.roll(-1, axis)) / (1 + 2 * a * a) ** 0.5
+    return e
+
+
 def tweedie_posterior_variance(
     denoiser: Callable[[torch.Tensor], torch.Tensor],
     y: torch.Tensor,
@@ -44,13 +60,15 @@ def tweedie_posterior_variance(
     noise_variance: torch.Tensor,
     generator: torch.Generator,
     probes: int = PROBES,
+    lag1: tuple[float, float] = (0.0, 0.0),
 ) -> torch.Tensor:
     """Diagonal of ``J_D(y) S`` for a denoiser ``D`` of (N, C, H, W) images, with ``baseline = D(y)``
-    and ``S = diag(noise_variance)``; all (C, H, W), model units (squared for the variances)."""
+    and ``S`` the noise covariance: ``noise_variance`` per pixel, lag-1 correlation ``lag1`` (y, x);
+    all (C, H, W), model units (squared for the variances)."""
     std = noise_variance.sqrt()
     acc = torch.zeros_like(y)
     for _ in range(probes):
-        e = std * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        e = std * correlated_normal(y.shape, lag1, generator, y.device, y.dtype)
         acc += e * (denoiser((y + STEP * e)[None])[0] - baseline) / STEP
     diag = F.avg_pool2d((acc / probes)[None], WINDOW, stride=1, padding=WINDOW // 2, count_include_pad=False)[0]
     # J S is positive semi-definite for an MMSE denoiser: a local mean below the floor is probe noise

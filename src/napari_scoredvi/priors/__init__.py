@@ -15,7 +15,8 @@ from torch import nn
 
 from .models import build_prior
 
-WEIGHTS_FILE = "gray.pt"
+WEIGHTS_FILE = "gray.pt"  # trained on pixel-independent noise
+CORRELATED_WEIGHTS_FILE = "gray_corr.pt"  # fine-tuned from it, half the patches with correlated noise
 
 
 class GaussianDenoiser(nn.Module):
@@ -55,18 +56,19 @@ def self_ensemble(denoiser, x: torch.Tensor, n: int = 8) -> torch.Tensor:
     return out / n
 
 
-@lru_cache(maxsize=1)
-def _load_state() -> dict:
-    ref = resources.files(__package__).joinpath("weights", WEIGHTS_FILE)
+@lru_cache(maxsize=2)
+def _load_state(name: str) -> dict:
+    ref = resources.files(__package__).joinpath("weights", name)
     with resources.as_file(ref) as path:
         if not path.exists():
             raise FileNotFoundError(f"the prior weights {path} are missing from the installed package; reinstall it")
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_priors(device: torch.device | str = "cpu") -> list[GaussianDenoiser]:
-    """The K shipped prior denoisers, in eval mode, without gradients, on ``device``."""
-    state = _load_state()
+def load_priors(device: torch.device | str = "cpu", correlated: bool = False) -> list[GaussianDenoiser]:
+    """The K shipped prior denoisers, in eval mode, without gradients, on ``device``; with
+    ``correlated``, those trained for spatially correlated noise too (docs/priors.md)."""
+    state = _load_state(CORRELATED_WEIGHTS_FILE if correlated else WEIGHTS_FILE)
     cfg = state["config"]
     ranges = state["ranges_8bit"].tolist()
     priors = []

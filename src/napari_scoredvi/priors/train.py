@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", type=Path, default=None,
                    help="a weights file (e.g. the shipped gray.pt): skip stage 1 and fine-tune its components")
     p.add_argument("--init-lr", type=float, default=3e-4, help="Adam step size of the fine-tuning from --init")
+    p.add_argument("--export-now", action="store_true",
+                   help="train nothing: write the weights file from the per-range checkpoints as they are "
+                        "(a component without one keeps the --init or stage-1 weights) and report the steps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=100)
@@ -261,8 +264,19 @@ def main(argv: list[str] | None = None) -> None:
             model.load_state_dict({n: t.float() for n, t in init[f"prior{k}"].items()})
         else:
             model.load_state_dict(shared.state_dict())
-        train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log, args.blur_prob, args.corr_prob,
-                    args.init_lr if init is not None else None)
+        ckpt = args.out / f"prior{k}.ckpt"
+        if args.export_now:  # the weights as the checkpoints hold them now (a run stopped early)
+            steps = 0
+            if ckpt.exists():
+                state = torch.load(ckpt, weights_only=True)
+                model.load_state_dict(state["model"])
+                steps = int(state["step"])
+            log(f"prior{k}: exported after {steps} of {args.steps_each} steps")
+        else:
+            train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log, args.blur_prob,
+                        args.corr_prob, args.init_lr if init is not None else None)
+            steps = args.steps_each
+        report[f"prior{k}_steps"] = steps
         # half precision halves the shipped file; the loader casts back to float32
         weights[f"prior{k}"] = {n: t.to(torch.float16) for n, t in model.state_dict().items()}
         if args.test:
