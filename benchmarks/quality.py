@@ -14,9 +14,10 @@ Rows: the noisy input; BM3D (CBM3D for RGB) with our estimated sigma; BM3D with 
 searched per image against the ground truth (an oracle: ``opponents.py``); VST + BM3D (grey
 Poisson-Gaussian sets: w2s, pg, corr); per preset ``priors only (<preset>)`` (the engine with 0
 fit steps: same priors, ensemble, mixing and final pass, networks as initialised) and ``scoredvi
-<preset>``. Then the targets of issue 10 with PASS/FAIL: the fit's gain over priors only >= +0.3
-dB, ``best >= balanced >= fast`` (within 0.05 dB), and the default preset against the opponents.
-Opponents are cached per image in ``results/opponents_cache.json``.
+<preset>``; with ``--direct-prior`` also one shipped prior applied once. Then the targets of
+issue 10 with PASS/FAIL: the fit's gain over priors only >= +0.3 dB, ``best >= balanced >=
+fast`` (within 0.05 dB), and the default preset against the opponents. Opponents are cached per
+image in ``results/opponents_cache.json`` (delete it to recompute).
 
     python benchmarks/quality.py --presets fast balanced best
 """
@@ -143,6 +144,28 @@ def our_rows(item: sets.Item, score: opponents.Score, args: argparse.Namespace) 
     return rows
 
 
+def direct_prior(item: sets.Item) -> dict:
+    """The shipped prior whose noise range holds the estimated noise std, applied once (grey; RGB:
+    channel by channel), no fit, no ensemble: the ``prior denoiser alone`` row of ``--direct-prior``."""
+    import torch
+
+    from napari_scoredvi.noise_estimate import estimate_noise_std
+    from napari_scoredvi.normalise import fit_normalisation
+    from napari_scoredvi.priors import load_priors
+
+    t0 = time.perf_counter()
+    x = np.moveaxis(item.noisy, -1, 0) if item.rgb else item.noisy[None]  # (C, H, W)
+    norm = fit_normalisation(x.astype(np.float64))
+    y = norm.to_model(x.astype(np.float64))
+    std = estimate_noise_std(y)
+    priors = load_priors("cpu")
+    k = next((i for i, p in enumerate(priors) if std <= p.noise_range[1]), len(priors) - 1)
+    with torch.no_grad():
+        out = priors[k](torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None])[:, 0].numpy()
+    out = norm.image_to_input(out.astype(np.float64))
+    return {"out": np.moveaxis(out, 0, -1) if item.rgb else out[0], "seconds": time.perf_counter() - t0}
+
+
 def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tuple[str, float, float]]:
     """Issue 10's targets that this set's rows can check: (what, value dB, threshold dB)."""
     psnr = {m: v["psnr"] for m, v in summary.items()}
@@ -178,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bm3d-search", choices=["fine", "coarse"], default="fine",
                    help="oracle sigma: coarse grid then golden section (fine), or the grid only (smoke tests)")
     p.add_argument("--no-opponents", action="store_true")
+    p.add_argument("--direct-prior", action="store_true", help="also one shipped prior applied once (no fit)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json")
@@ -201,6 +225,10 @@ def main(argv: list[str] | None = None) -> None:
             rows = {"noisy input": {**dict(zip(("psnr", "ssim"), score(item.noisy))), "seconds": 0.0}}
             if not args.no_opponents:
                 rows.update(opponent_rows(which, item, score, data_range, cache, args))
+            if args.direct_prior:
+                d = direct_prior(item)
+                rows["prior denoiser alone (no fit)"] = {**dict(zip(("psnr", "ssim"), score(d["out"]))),
+                                                         "seconds": d["seconds"]}
             rows.update(our_rows(item, score, args))
             for method, row in rows.items():
                 per.setdefault(method, []).append({"image": item.name, **row})
