@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 #: coarse grid of the oracle search, in 8-bit equivalents (sigma * 255 / data range)
-COARSE_8BIT = (5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 100.0)
+COARSE_8BIT = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0)
 FINE_TOL_8BIT = 0.5  # the golden-section search stops when its bracket is narrower than this
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 _SQRT_3_2 = math.sqrt(1.5)

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{which} {item.name}: " + "  ".join(f"{m} {r['psnr']:.2f}" for m, r in rows.items()), flush=True)
         summary = {m: {k: float(np.mean([r[k] for r in rs])) for k in ("psnr", "ssim", "seconds")}
                    for m, rs in per.items()}
-        print(f"\n{which}: {len(items)} images, mean over images (oracle s/image: one BM3D run at the found sigma)")
+        print(f"\n{which}: {len(items)} images, mean over images (oracle s/image: one BM3D run, mean over its search)")
         print(f"{'method':36s} {'PSNR dB':>8s} {'SSIM':>7s} {'s/image':>8s}")
         for m, v in summary.items():
             print(f"{m:36s} {v['psnr']:8.2f} {v['ssim']:7.4f} {v['seconds']:8.1f}")
