@@ -190,10 +190,13 @@ def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tu
 
 
 def main(argv: list[str] | None = None) -> None:
+    from napari_scoredvi.presets import PRESETS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=sets.DATA)
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    p.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"], help="none: opponents only")
+    p.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"], choices=list(PRESETS),
+                   help="none: opponents only")
     p.add_argument("--per-source", type=int, default=2, help="clean W2S and BSD68 images each in the synthetic sets")
     p.add_argument("--conditions", type=int, default=None, help="only the first N (gain, read noise) conditions")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of w2s, polyu, cc, set12")
