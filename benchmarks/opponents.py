@@ -158,7 +158,8 @@ def fingerprint(noisy: np.ndarray) -> str:
 
 class Cache:
     """Opponents' per-image results in a JSON file, keyed ``set/image/method``; an entry is reused
-    only when the image's fingerprint and the method's settings match."""
+    only when the image's fingerprint and the method's settings match. Each ``put`` rewrites the
+    file whole (atomically): one process per cache file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -19,7 +19,7 @@ issue 10 with PASS/FAIL: the fit's gain over priors only >= +0.3 dB, ``best >= b
 fast`` (within 0.05 dB), and the default preset against the opponents. Opponents are cached per
 image in ``results/opponents_cache.json`` (delete it to recompute).
 
-    python benchmarks/quality.py --presets fast balanced best
+    python benchmarks/quality.py --threads 2 --presets fast balanced best --direct-prior
 """
 
 from __future__ import annotations
