@@ -235,7 +235,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.update(our_rows(item, score, args))
             for method, row in rows.items():
                 per.setdefault(method, []).append({"image": item.name, **row})
-            print(f"{which} {item.name}: " + "  ".join(f"{m} {r['psnr']:.2f}" for m, r in rows.items()), flush=True)
+            print(f"{which} {item.name}: " + "  ".join(
+                f"{m} {r['psnr']:.2f}" + (f" (sigma {r['sigma_8bit']:.1f} 8-bit eq.)" if "sigma_8bit" in r else "")
+                for m, r in rows.items()), flush=True)
         summary = {m: {k: float(np.mean([r[k] for r in rs])) for k in ("psnr", "ssim", "seconds")}
                    for m, rs in per.items()}
         print(f"\n{which}: {len(items)} images, mean over images (oracle s/image: one BM3D run, mean over its search)")
