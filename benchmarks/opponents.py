@@ -60,9 +60,9 @@ def bm3d_oracle(noisy: np.ndarray, rgb: bool, data_range: float, score: Score, f
     """The sigma that maximises ``score(out)[0]`` (PSNR against the ground truth): an oracle.
 
     Every sigma of :data:`COARSE_8BIT` (8-bit equivalents, i.e. times ``data_range / 255`` in
-    image units), then (``fine``) a golden-section search on the bracket between the best grid
-    value's neighbours (below the lowest: half of it; above the highest: 1.5 times it) until the
-    bracket is narrower than ``tol_8bit``. Returns the best of all sigmas tried: {"psnr", "ssim",
+    image units), extended by factors of 1.5 (or halved) while the best is at the grid's end, then
+    (``fine``) a golden-section search on the bracket between the best grid value's neighbours
+    until the bracket is narrower than ``tol_8bit``. Returns the best of all sigmas tried: {"psnr", "ssim",
     "sigma" (image units), "sigma_8bit", "evaluations", "seconds" (one BM3D run, mean)}.
     """
     unit = data_range / 255.0
@@ -79,11 +79,15 @@ def bm3d_oracle(noisy: np.ndarray, rgb: bool, data_range: float, score: Score, f
 
     for s8 in COARSE_8BIT:
         psnr_at(s8)
+    # best at an end of the grid (e.g. white-noise BM3D on correlated noise wants a large sigma): extend it
+    while (best := max(tried, key=lambda s: tried[s][0])) in (min(tried), max(tried)) and 1.0 < best < 1000.0:
+        psnr_at(best * 1.5 if best == max(tried) else best / 2)
+        if max(tried, key=lambda s: tried[s][0]) == best:
+            break
     if fine:
         grid = sorted(tried)
         i = grid.index(max(grid, key=lambda s: tried[s][0]))
-        lo = grid[i - 1] if i > 0 else grid[0] / 2
-        hi = grid[i + 1] if i + 1 < len(grid) else grid[-1] * 1.5
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
         # golden-section search for the maximum of a unimodal PSNR(sigma) on [lo, hi]
         c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
         fc, fd = psnr_at(c), psnr_at(d)
