@@ -106,7 +106,7 @@ def opponent_rows(which: str, item: sets.Item, score: opponents.Score, data_rang
     name = "cbm3d" if item.rgb else "bm3d"
     jobs = {f"{name} (estimated sigma)": ({}, lambda: _scored(*opponents.bm3d_estimated(item.noisy, item.rgb), score)),
             f"{name} (oracle sigma, uses GT)": (
-                {"search": args.bm3d_search, "coarse_8bit": list(opponents.COARSE_8BIT),
+                {"search": args.bm3d_search, "coarse_8bit": list(opponents.COARSE_8BIT), "grid_extends": True,
                  "tol_8bit": opponents.FINE_TOL_8BIT if fine else None},
                 lambda: opponents.bm3d_oracle(item.noisy, item.rgb, data_range, score, fine))}
     if which in VST_SETS:
