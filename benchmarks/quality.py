@@ -1,19 +1,31 @@
-"""Denoising quality on real fluorescence (W2S) and on Set12 with Gaussian noise, against BM3D.
+"""Denoising quality: the ablation table of our method against honest opponents, per image set.
 
-Prints one row per method with mean PSNR/SSIM and seconds per image, and writes every per-image
-figure to a JSON file. Methods: the noisy input; BM3D (PyPI ``bm3d``) with sigma estimated from the
-image (what a user gets) and with the best sigma of a small grid scored against the ground truth (an
-oracle upper bound); napari-scoredvi at each preset.
+Sets (``sets.py``; all images scored in their own units):
 
-W2S files were min-max stretched to 8 bit one by one, so every output is first fitted to the ground
-truth with a least-squares affine map ``a * out + b`` (for all methods alike); Set12 is scored as is.
+* ``w2s``: the 10 real W2S widefield pairs (8-bit). Each file was min-max stretched on its own, so
+  every output (all methods alike) is fitted to the ground truth by least squares ``a * out + b``
+  before PSNR/SSIM, data range 255.
+* ``pg`` / ``corr``: synthetic Poisson-Gaussian camera noise (uint16 ADU, offset, clean image known
+  exactly), independent or spatially correlated; no fit, data range = clean max - min.
+* ``polyu`` / ``cc``: real camera sRGB pairs (8-bit RGB, 256x256 crops); no fit, data range 255.
+* ``set12``: Set12 photographs with white Gaussian noise (``--sigma``, 8-bit); no fit, range 255.
 
-    python benchmarks/quality.py --data ../shared/datasets --presets fast balanced best
+Rows: the noisy input; BM3D (CBM3D for RGB) with our estimated sigma; BM3D with the best sigma
+searched per image against the ground truth (an oracle: ``opponents.py``); VST + BM3D (grey
+Poisson-Gaussian sets: w2s, pg, corr); per preset ``priors only (<preset>)`` (the engine with 0
+fit steps: same priors, ensemble, mixing and final pass, networks as initialised) and ``scoredvi
+<preset>``; with ``--direct-prior`` also one shipped prior applied once. Then the targets of
+issue 10 with PASS/FAIL: the fit's gain over priors only >= +0.3 dB, ``best >= balanced >=
+fast`` (within 0.05 dB), and the default preset against the opponents. Opponents are cached per
+image in ``results/opponents_cache.json`` (delete it to recompute).
+
+    python benchmarks/quality.py --threads 2 --presets fast balanced best --direct-prior
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -22,71 +34,119 @@ from pathlib import Path
 
 import numpy as np
 
-BM3D_SIGMAS_8BIT = (10, 15, 20, 25, 30, 40, 50, 60, 80)
+import opponents
+import sets
+
+SETS = ("w2s", "pg", "corr", "polyu", "cc", "set12")
+VST_SETS = ("w2s", "pg", "corr")  # grey Poisson-Gaussian data: VST + BM3D applies
+DEFAULT_PRESET = "balanced"
+FIT_GAIN_DB = 0.3
+ORDER_SLACK_DB = 0.05
+OPPONENT_MARGIN_DB = 0.5
+POLYU_TARGET_DB = 37.0
 
 
 def affine_fit(out: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``a * out + b`` fitted to ``gt`` by least squares."""
     a = np.stack([out.ravel(), np.ones(out.size)], axis=1)
-    coef = np.linalg.lstsq(a, gt.ravel(), rcond=None)[0]
-    return (a @ coef).reshape(gt.shape)
+    return (a @ np.linalg.lstsq(a, gt.ravel(), rcond=None)[0]).reshape(gt.shape)
 
 
-def scores(out: np.ndarray, gt: np.ndarray, data_range: float, affine: bool) -> tuple[float, float]:
+def scorer(which: str, item: sets.Item) -> tuple[opponents.Score, float]:
+    """``score(out) -> (PSNR dB, SSIM)`` for one image of set ``which``, and its data range."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    out = affine_fit(out.astype(np.float64), gt) if affine else out.astype(np.float64)
-    return (
-        float(peak_signal_noise_ratio(gt, out, data_range=data_range)),
-        float(structural_similarity(gt, out, data_range=data_range)),
-    )
+    gt = item.clean.astype(np.float64)
+    data_range = float(gt.max() - gt.min()) if which in ("pg", "corr") else 255.0
+
+    def score(out: np.ndarray) -> tuple[float, float]:
+        out = np.asarray(out, dtype=np.float64)
+        if which == "w2s":
+            out = affine_fit(out, gt)
+        return (float(peak_signal_noise_ratio(gt, out, data_range=data_range)),
+                float(structural_similarity(gt, out, data_range=data_range, channel_axis=-1 if item.rgb else None)))
+
+    return score, data_range
 
 
-def load_pairs(data: Path, which: str, limit: int | None, sigma: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, noisy, ground truth) as float64 in 8-bit units."""
+def set12(data: Path, limit: int | None, sigma: float) -> list[sets.Item]:
+    """Set12 (grey 8-bit photographs) with white Gaussian noise of std ``sigma`` (8-bit), seed 0."""
     import imageio.v3 as iio
-    import tifffile
 
-    pairs = []
+    rng = np.random.default_rng(0)
+    items = []
+    for f in sorted((data / "bsd" / "Set12").glob("*.png"))[:limit]:
+        gt = iio.imread(f).astype(np.float64)
+        items.append(sets.Item(f.stem, gt + rng.normal(0, sigma, gt.shape), gt))
+    return items
+
+
+def load(which: str, args: argparse.Namespace) -> list[sets.Item]:
     if which == "w2s":
-        for f in sorted((data / "w2s" / "noisy_avg1").glob("*.tif"))[:limit]:
-            gt = data / "w2s" / "gt_avg400" / f.name.replace("input_avg1", "target_avg400")
-            pairs.append((f.stem, tifffile.imread(f).astype(np.float64), tifffile.imread(gt).astype(np.float64)))
+        items = sets.w2s(args.data, args.limit)
+    elif which in ("pg", "corr"):
+        items = sets.synthetic(which, args.data, args.per_source, args.conditions)
+    elif which == "polyu":
+        items = sets.polyu(args.data, min(args.limit, 8) if args.limit else 8)
+    elif which == "cc":
+        items = sets.cc(args.data, args.limit)
     else:
-        rng = np.random.default_rng(0)
-        for f in sorted((data / "bsd" / "Set12").glob("*.png"))[:limit]:
-            gt = iio.imread(f).astype(np.float64)
-            pairs.append((f.stem, gt + rng.normal(0, sigma, gt.shape), gt))
-    if not pairs:
-        raise SystemExit(f"no {which} images under {data}")
-    return pairs
+        items = set12(args.data, args.limit, args.sigma)
+    if not items:
+        raise SystemExit(f"no {which} images under {args.data}: check --data")
+    return items
 
 
-def run_bm3d(noisy: np.ndarray, gt: np.ndarray, affine: bool, cache: dict, key: str) -> dict:
-    """BM3D with estimated sigma, and the oracle best sigma of BM3D_SIGMAS_8BIT (cached in ``cache``)."""
-    import bm3d
+def opponent_rows(which: str, item: sets.Item, score: opponents.Score, data_range: float,
+                  cache: opponents.Cache, args: argparse.Namespace) -> dict[str, dict]:
+    """BM3D (estimated sigma), BM3D (oracle sigma) and, for grey Poisson-Gaussian sets, VST + BM3D:
+    {"psnr", "ssim", "seconds", ...} each, from the cache when the same image was run before."""
+    rows = {}
+    fine = args.bm3d_search == "fine"
+    name = "cbm3d" if item.rgb else "bm3d"
+    jobs = {f"{name} (estimated sigma)": ({}, lambda: _scored(*opponents.bm3d_estimated(item.noisy, item.rgb), score)),
+            f"{name} (oracle sigma, uses GT)": (
+                {"search": args.bm3d_search, "coarse_8bit": list(opponents.COARSE_8BIT), "grid_extends": True,
+                 "tol_8bit": opponents.FINE_TOL_8BIT if fine else None},
+                lambda: opponents.bm3d_oracle(item.noisy, item.rgb, data_range, score, fine))}
+    if which in VST_SETS:
+        jobs["vst + bm3d (estimated a, b)"] = ({}, lambda: _scored(*opponents.vst_bm3d(item.noisy), score))
+    for method, (settings, run) in jobs.items():
+        key = f"{which}/{item.name}/{method}"
+        if which == "set12":
+            settings = {**settings, "sigma": args.sigma}
+        result = cache.get(key, item.noisy, settings)
+        if result is None:
+            result = run()
+            cache.put(key, item.noisy, settings, result)
+        rows[method] = result
+    return rows
 
-    from napari_scoredvi.noise_estimate import estimate_noise_std
 
-    if key in cache:
-        return cache[key]
-    est = estimate_noise_std(noisy)
-    t0 = time.perf_counter()
-    out = bm3d.bm3d(noisy / 255.0, est / 255.0) * 255.0
-    sec = time.perf_counter() - t0
-    p, s = scores(out, gt, 255.0, affine)
-    best = {"psnr": -1.0}
-    for sigma in BM3D_SIGMAS_8BIT:
-        o = bm3d.bm3d(noisy / 255.0, sigma / 255.0) * 255.0
-        bp, bs = scores(o, gt, 255.0, affine)
-        if bp > best["psnr"]:
-            best = {"psnr": bp, "ssim": bs, "sigma": sigma}
-    cache[key] = {"estimated": {"psnr": p, "ssim": s, "sigma": est, "seconds": sec}, "oracle": best}
-    return cache[key]
+def _scored(out: np.ndarray, info: dict, score: opponents.Score) -> dict:
+    psnr, ssim = score(out)
+    return {"psnr": psnr, "ssim": ssim, **info}
 
 
-def run_direct_prior(noisy: np.ndarray) -> tuple[np.ndarray, float]:
-    """The shipped prior denoiser whose noise range holds the estimated noise std, applied once to
-    the image (no variational fit): what the score priors alone would give. Returns (output, s)."""
+def our_rows(item: sets.Item, score: opponents.Score, args: argparse.Namespace) -> dict[str, dict]:
+    """Per preset ``priors only (<preset>)`` (0 fit steps) and ``scoredvi <preset>``."""
+    from napari_scoredvi import denoise
+    from napari_scoredvi.presets import get_preset
+
+    rows = {}
+    for name in args.presets:
+        preset = get_preset(name)
+        no_fit = dataclasses.replace(preset, iterations=0, warm_iterations=0, name=f"{name}-priors-only")
+        for method, p in ((f"priors only ({name})", no_fit), (f"scoredvi {name}", preset)):
+            r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=p, device=args.device, seed=0)
+            rows[method] = {**dict(zip(("psnr", "ssim"), score(r.denoised))), "seconds": r.info["seconds"],
+                            "iterations": r.info["iterations"], "retries": r.info["retries"]}
+    return rows
+
+
+def direct_prior(item: sets.Item) -> dict:
+    """The shipped prior whose noise range holds the estimated noise std, applied once (grey; RGB:
+    channel by channel), no fit, no ensemble: the ``prior denoiser alone`` row of ``--direct-prior``."""
     import torch
 
     from napari_scoredvi.noise_estimate import estimate_noise_std
@@ -94,72 +154,110 @@ def run_direct_prior(noisy: np.ndarray) -> tuple[np.ndarray, float]:
     from napari_scoredvi.priors import load_priors
 
     t0 = time.perf_counter()
-    norm = fit_normalisation(noisy[None])
-    y = norm.to_model(noisy[None])
+    x = np.moveaxis(item.noisy, -1, 0) if item.rgb else item.noisy[None]  # (C, H, W)
+    norm = fit_normalisation(x.astype(np.float64))
+    y = norm.to_model(x.astype(np.float64))
     std = estimate_noise_std(y)
     priors = load_priors("cpu")
     k = next((i for i, p in enumerate(priors) if std <= p.noise_range[1]), len(priors) - 1)
     with torch.no_grad():
-        out = priors[k](torch.from_numpy(y)[None])[0].numpy()
-    return norm.image_to_input(out.astype(np.float64))[0], time.perf_counter() - t0
+        out = priors[k](torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None])[:, 0].numpy()
+    out = norm.image_to_input(out.astype(np.float64))
+    return {"out": np.moveaxis(out, 0, -1) if item.rgb else out[0], "seconds": time.perf_counter() - t0}
+
+
+def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tuple[str, float, float]]:
+    """Issue 10's targets that this set's rows can check: (what, value dB, threshold dB)."""
+    psnr = {m: v["psnr"] for m, v in summary.items()}
+    out = []
+    for p in presets:
+        out.append((f"fit gain: scoredvi {p} - priors only ({p})", psnr[f"scoredvi {p}"] - psnr[f"priors only ({p})"],
+                    FIT_GAIN_DB))
+    for hi, lo in (("best", "balanced"), ("balanced", "fast")):
+        if hi in presets and lo in presets:
+            out.append((f"{hi} - {lo}", psnr[f"scoredvi {hi}"] - psnr[f"scoredvi {lo}"], -ORDER_SLACK_DB))
+    oracle = next((m for m in psnr if "oracle" in m), None)
+    if DEFAULT_PRESET in presets and oracle is not None:
+        ours = psnr[f"scoredvi {DEFAULT_PRESET}"]
+        if which == "w2s":
+            for m in (oracle, "vst + bm3d (estimated a, b)"):
+                out.append((f"{DEFAULT_PRESET} - {m}", ours - psnr[m], OPPONENT_MARGIN_DB))
+        if which in ("corr", "polyu"):
+            out.append((f"{DEFAULT_PRESET} - {oracle}", ours - psnr[oracle], OPPONENT_MARGIN_DB))
+        if which == "polyu":
+            out.append((f"{DEFAULT_PRESET} PSNR", ours, POLYU_TARGET_DB))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
+    from napari_scoredvi.presets import PRESETS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
-    p.add_argument("--sets", nargs="+", default=["w2s", "set12"], choices=["w2s", "set12"])
-    p.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"], help="none: baselines only")
-    p.add_argument("--sigma", type=float, default=25.0, help="Gaussian noise std for Set12, 8-bit units")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
-    p.add_argument("--no-bm3d", action="store_true")
-    p.add_argument("--direct-prior", action="store_true", help="also score the prior denoiser alone (no fit)")
+    p.add_argument("--data", type=Path, default=sets.DATA)
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"], choices=list(PRESETS),
+                   help="none: opponents only")
+    p.add_argument("--per-source", type=int, default=2, help="clean W2S and BSD68 images each in the synthetic sets")
+    p.add_argument("--conditions", type=int, default=None, help="only the first N (gain, read noise) conditions")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of w2s, polyu, cc, set12")
+    p.add_argument("--sigma", type=float, default=25.0, help="Gaussian noise std for set12, 8-bit units")
+    p.add_argument("--bm3d-search", choices=["fine", "coarse"], default="fine",
+                   help="oracle sigma: coarse grid then golden section (fine), or the grid only (smoke tests)")
+    p.add_argument("--no-opponents", action="store_true")
+    p.add_argument("--direct-prior", action="store_true", help="also one shipped prior applied once (no fit)")
+    p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json")
     args = p.parse_args(argv)
     import torch
 
-    from napari_scoredvi import denoise
-
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    cache_path = args.out.with_name("bm3d_cache.json")
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads", "sets": {}}
+    cache = opponents.Cache(args.out.with_name("opponents_cache.json"))
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+               f"{args.threads} threads, device {args.device}")
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine,
+              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "sets": {}}
+    print(f"quality benchmark, {report['date']}, {machine}", flush=True)
+    failed = 0
     for which in args.sets:
-        affine = which == "w2s"
-        pairs = load_pairs(args.data, which, args.limit, args.sigma)
-        rows: dict[str, list] = {}
-        for name, noisy, gt in pairs:
-            per = {"noisy": (*scores(noisy, gt, 255.0, affine), 0.0)}
-            if not args.no_bm3d:
-                b = run_bm3d(noisy, gt, affine, cache, f"{which}/{name}/{args.sigma if not affine else ''}")
-                cache_path.write_text(json.dumps(cache, indent=1))
-                per["bm3d (estimated sigma)"] = (b["estimated"]["psnr"], b["estimated"]["ssim"],
-                                                 b["estimated"]["seconds"])
-                per["bm3d (oracle sigma)"] = (b["oracle"]["psnr"], b["oracle"]["ssim"], float("nan"))
+        items = load(which, args)
+        per: dict[str, list] = {}
+        for item in items:
+            score, data_range = scorer(which, item)
+            rows = {"noisy input": {**dict(zip(("psnr", "ssim"), score(item.noisy))), "seconds": 0.0}}
+            if not args.no_opponents:
+                rows.update(opponent_rows(which, item, score, data_range, cache, args))
             if args.direct_prior:
-                out, sec = run_direct_prior(noisy)
-                per["prior denoiser alone"] = (*scores(out, gt, 255.0, affine), sec)
-            for preset in args.presets:
-                r = denoise(noisy, preset=preset, device="cpu", seed=0)
-                per[f"scoredvi {preset}"] = (*scores(r.denoised, gt, 255.0, affine), r.info["seconds"])
-            for method, v in per.items():
-                rows.setdefault(method, []).append({"image": name, "psnr": v[0], "ssim": v[1], "seconds": v[2]})
-            print(f"{which} {name}: " + "  ".join(f"{m} {v[0]:.2f}" for m, v in per.items()), flush=True)
-        label = "W2S (10 pairs, affine-fitted to GT)" if affine else f"Set12, Gaussian sigma {args.sigma:g}"
-        print(f"\n{label} -- {report['machine']}")
-        print(f"{'method':28s} {'PSNR dB':>8s} {'SSIM':>7s} {'s/image':>8s}")
-        summary = {}
-        for method, vals in rows.items():
-            m = {k: float(np.mean([v[k] for v in vals])) for k in ("psnr", "ssim", "seconds")}
-            summary[method] = m
-            sec = "-" if np.isnan(m["seconds"]) else f"{m['seconds']:.1f}"  # the oracle's grid is not timed
-            print(f"{method:28s} {m['psnr']:8.2f} {m['ssim']:7.4f} {sec:>8s}")
-        report["sets"][which] = {"label": label, "summary": summary, "per_image": rows}
+                d = direct_prior(item)
+                rows["prior denoiser alone (no fit)"] = {**dict(zip(("psnr", "ssim"), score(d["out"]))),
+                                                         "seconds": d["seconds"]}
+            rows.update(our_rows(item, score, args))
+            for method, row in rows.items():
+                per.setdefault(method, []).append({"image": item.name, **row})
+            print(f"{which} {item.name}: " + "  ".join(
+                f"{m} {r['psnr']:.2f}" + (f" (sigma {r['sigma_8bit']:.1f} 8-bit eq.)" if "sigma_8bit" in r else "")
+                for m, r in rows.items()), flush=True)
+        summary = {m: {k: float(np.mean([r[k] for r in rs])) for k in ("psnr", "ssim", "seconds")}
+                   for m, rs in per.items()}
+        print(f"\n{which}: {len(items)} images, mean over images (oracle s/image: one BM3D run, mean over its search)")
+        print(f"{'method':36s} {'PSNR dB':>8s} {'SSIM':>7s} {'s/image':>8s}")
+        for m, v in summary.items():
+            print(f"{m:36s} {v['psnr']:8.2f} {v['ssim']:7.4f} {v['seconds']:8.1f}")
+        checks = targets(which, summary, args.presets)
+        passed = [round(v, 2) >= t for _, v, t in checks]  # judged at the 0.01 dB printed
+        for (what, value, threshold), ok in zip(checks, passed):
+            failed += not ok
+            print(f"  {'PASS' if ok else 'FAIL'}  {what}: {value:+.2f} dB (target >= {threshold:+.2f})")
+        report["sets"][which] = {"summary": summary, "targets": [
+            {"what": w, "value_db": v, "target_db": t, "pass": ok} for (w, v, t), ok in zip(checks, passed)],
+            "per_image": per}
+        print(flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {args.out}")
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, args.out)
+    print(f"{failed} target(s) failed; wrote {args.out}")
 
 
 if __name__ == "__main__":

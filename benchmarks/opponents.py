@@ -1,0 +1,183 @@
+"""The opponents ``quality.py`` scores our method against, and their per-image cache.
+
+* BM3D (PyPI ``bm3d``; CBM3D, ``bm3d.bm3d_rgb``, for RGB) with the sigma of our noise estimator:
+  what a user who trusts an estimate gets.
+* BM3D / CBM3D with the **best sigma in hindsight**, searched per image against the ground truth
+  (a coarse grid, then a golden-section search between the neighbours of the best grid value):
+  an oracle no user can run, an upper bound of what BM3D can do on that image.
+* VST + BM3D for grey Poisson-Gaussian data: the generalised Anscombe transform with the noise
+  parameters estimated from the image by our estimator, BM3D at sigma 1, and the closed-form
+  approximation of the exact unbiased inverse. No oracle: what a careful fluorescence user runs.
+
+All intensities are in the noisy image's units; sigmas of the search are also reported in
+"8-bit equivalents" (sigma * 255 / data range).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+#: coarse grid of the oracle search, in 8-bit equivalents (sigma * 255 / data range)
+COARSE_8BIT = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0)
+FINE_TOL_8BIT = 0.5  # the golden-section search stops when its bracket is narrower than this
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+_SQRT_3_2 = math.sqrt(1.5)
+#: the closed-form inverse below is monotone only above its minimum at D ~ 0.838 (smaller D: clamped)
+_D_MIN = 0.838
+
+Score = Callable[[np.ndarray], tuple[float, float]]
+
+
+def _bm3d(noisy: np.ndarray, sigma: float, rgb: bool) -> np.ndarray:
+    """BM3D (grey (H, W)) or CBM3D (RGB (H, W, 3)) at noise std ``sigma`` (image units)."""
+    import bm3d
+
+    z = np.asarray(noisy, dtype=np.float64)
+    return np.asarray(bm3d.bm3d_rgb(z, sigma) if rgb else bm3d.bm3d(z, sigma), dtype=np.float64)
+
+
+def bm3d_estimated(noisy: np.ndarray, rgb: bool) -> tuple[np.ndarray, dict]:
+    """BM3D with the noise std of ``napari_scoredvi.noise_estimate.estimate_noise_std`` (image
+    units; RGB: averaged over channels). Returns (output, {"sigma", "seconds"})."""
+    from napari_scoredvi.noise_estimate import estimate_noise_std
+
+    t0 = time.perf_counter()
+    sigma = estimate_noise_std(np.moveaxis(noisy, -1, 0) if rgb else noisy)
+    out = _bm3d(noisy, sigma, rgb)
+    return out, {"sigma": float(sigma), "seconds": time.perf_counter() - t0}
+
+
+def bm3d_oracle(noisy: np.ndarray, rgb: bool, data_range: float, score: Score, fine: bool = True,
+                tol_8bit: float = FINE_TOL_8BIT) -> dict:
+    """The sigma that maximises ``score(out)[0]`` (PSNR against the ground truth): an oracle.
+
+    Every sigma of :data:`COARSE_8BIT` (8-bit equivalents, i.e. times ``data_range / 255`` in
+    image units), extended by factors of 1.5 (or halved) while the best is at the grid's end, then
+    (``fine``) a golden-section search on the bracket between the best grid value's neighbours
+    until the bracket is narrower than ``tol_8bit``. Returns the best of all sigmas tried: {"psnr", "ssim",
+    "sigma" (image units), "sigma_8bit", "evaluations", "seconds" (one BM3D run, mean)}.
+    """
+    unit = data_range / 255.0
+    tried: dict[float, tuple[float, float]] = {}
+    seconds: list[float] = []
+
+    def psnr_at(s8: float) -> float:
+        if s8 not in tried:
+            t0 = time.perf_counter()
+            out = _bm3d(noisy, s8 * unit, rgb)
+            seconds.append(time.perf_counter() - t0)
+            tried[s8] = score(out)
+        return tried[s8][0]
+
+    for s8 in COARSE_8BIT:
+        psnr_at(s8)
+    # best at an end of the grid (e.g. white-noise BM3D on correlated noise wants a large sigma): extend it
+    while (best := max(tried, key=lambda s: tried[s][0])) in (min(tried), max(tried)) and 1.0 < best < 1000.0:
+        psnr_at(best * 1.5 if best == max(tried) else best / 2)
+        if max(tried, key=lambda s: tried[s][0]) == best:
+            break
+    if fine:
+        grid = sorted(tried)
+        i = grid.index(max(grid, key=lambda s: tried[s][0]))
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        # golden-section search for the maximum of a unimodal PSNR(sigma) on [lo, hi]
+        c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+        fc, fd = psnr_at(c), psnr_at(d)
+        while hi - lo > tol_8bit:
+            if fc >= fd:
+                hi, d, fd = d, c, fc
+                c = hi - _GOLDEN * (hi - lo)
+                fc = psnr_at(c)
+            else:
+                lo, c, fc = c, d, fd
+                d = lo + _GOLDEN * (hi - lo)
+                fd = psnr_at(d)
+    best = max(tried, key=lambda s: tried[s][0])
+    return {"psnr": tried[best][0], "ssim": tried[best][1], "sigma": best * unit, "sigma_8bit": best,
+            "evaluations": len(tried), "seconds": float(np.mean(seconds)), "search": "fine" if fine else "coarse"}
+
+
+def gat_forward(z: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Generalised Anscombe transform of ``z`` whose noise variance is ``slope * E[z] + intercept``.
+
+    Mäkitalo & Foi (IEEE TIP 22(1), 2013), for ``z = alpha * Poisson + N(mu, sigma^2)``:
+    ``f(z) = 2 / alpha * sqrt(max(alpha * z + 3/8 alpha^2 + sigma^2 - alpha * mu, 0))``. With
+    ``slope = alpha`` and ``intercept = sigma^2 - alpha * mu`` it is
+    ``2 * sqrt(max(z / slope + 3/8 + intercept / slope^2, 0))``, dimensionless, with noise std
+    about 1. ``slope == 0`` (pure Gaussian noise) gives ``z / sqrt(intercept)``.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if slope <= 0:
+        return z / math.sqrt(max(intercept, 1e-12))
+    return 2.0 * np.sqrt(np.maximum(z / slope + 0.375 + intercept / slope**2, 0.0))
+
+
+def gat_inverse_unbiased(d: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Closed-form approximation of the exact unbiased inverse of :func:`gat_forward`.
+
+    Mäkitalo & Foi, "A closed-form approximation of the exact unbiased inverse of the Anscombe
+    variance-stabilizing transformation", IEEE TIP 20(9), 2011:
+    ``I(D) = D^2/4 + sqrt(3/2)/4 D^-1 - 11/8 D^-2 + 5/8 sqrt(3/2) D^-3 - 1/8``; for the generalised
+    transform (Mäkitalo & Foi, IEEE TIP 22(1), 2013) ``alpha * max(I(D) - sigma^2/alpha^2, 0) + mu``.
+    In slope/intercept form that is ``slope * I(D) - intercept / slope``. The camera offset ``mu``
+    cannot be told from ``sigma`` by a variance fit, so we clamp at 0 (a non-negative image)
+    instead of at ``mu`` (zero photons); ``D`` is clamped at the closed form's minimum (D ~ 0.838).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    if slope <= 0:
+        return d * math.sqrt(max(intercept, 1e-12))
+    d = np.maximum(d, _D_MIN)
+    inv = d**2 / 4 + _SQRT_3_2 / 4 / d - 11 / 8 / d**2 + 5 / 8 * _SQRT_3_2 / d**3 - 1 / 8
+    return slope * np.maximum(inv - intercept / slope**2, 0.0)
+
+
+def vst_bm3d(noisy: np.ndarray) -> tuple[np.ndarray, dict]:
+    """VST + BM3D for a grey (H, W) Poisson-Gaussian image: slope and intercept of ``var = slope *
+    I + intercept`` (image units) from ``estimate_noise_level_function``, :func:`gat_forward`, BM3D
+    at sigma 1, :func:`gat_inverse_unbiased`. Returns (output in image units, {"slope",
+    "intercept", "seconds"})."""
+    from napari_scoredvi.noise_estimate import estimate_noise_level_function
+
+    t0 = time.perf_counter()
+    nlf = estimate_noise_level_function(noisy)
+    d = gat_forward(noisy, nlf.slope, nlf.intercept)
+    shift = float(d.mean())  # BM3D computes in float32: keep the transformed values near 0
+    den = _bm3d(d - shift, 1.0, rgb=False) + shift
+    out = gat_inverse_unbiased(den, nlf.slope, nlf.intercept)
+    return out, {"slope": nlf.slope, "intercept": nlf.intercept, "seconds": time.perf_counter() - t0}
+
+
+def fingerprint(noisy: np.ndarray) -> str:
+    """A short hash of the image's values: a cached result is reused only for the same image."""
+    return hashlib.sha256(np.ascontiguousarray(noisy, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
+class Cache:
+    """Opponents' per-image results in a JSON file, keyed ``set/image/method``; an entry is reused
+    only when the image's fingerprint and the method's settings match. Each ``put`` rewrites the
+    file whole (atomically): one process per cache file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.data: dict = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, key: str, noisy: np.ndarray, settings: dict) -> dict | None:
+        entry = self.data.get(key)
+        if entry and entry.get("fingerprint") == fingerprint(noisy) and entry.get("settings") == settings:
+            return entry["result"]
+        return None
+
+    def put(self, key: str, noisy: np.ndarray, settings: dict, result: dict) -> None:
+        self.data[key] = {"fingerprint": fingerprint(noisy), "settings": settings, "result": result}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
