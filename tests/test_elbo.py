@@ -110,3 +110,18 @@ def test_score_matches_gaussian_prior_score():
     # and its value is the smoothed prior's log-density up to a constant
     expected = torch.distributions.Normal(0.0, (s0**2 + s**2) ** 0.5).log_prob(x.detach())
     torch.testing.assert_close(value - value[0], expected - expected[0])
+
+
+def test_score_with_mean_window_cannot_shift_local_means():
+    """A denoiser that adds a constant offset would drag the image by offset / var per step; with
+    the local mean removed, the score of a pure offset is zero and a zero-mean detail score stays."""
+    torch.manual_seed(1)
+    x = torch.rand(1, 1, 32, 32, requires_grad=True)
+    var = torch.tensor(1e-3)
+    score_log_prior(x, lambda t: t + 0.01, var, mean_window=5).sum().backward()
+    torch.testing.assert_close(x.grad, torch.zeros_like(x), atol=1e-3, rtol=0)
+    x.grad = None
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 2.0 - 1.0  # zero local mean
+    score_log_prior(x, lambda t: t + 0.01 * checker, var, mean_window=5).sum().backward()
+    inner = (x.grad[0, 0] * var)[4:-4, 4:-4]
+    torch.testing.assert_close(inner, 0.01 * checker[4:-4, 4:-4] - inner.mean(), atol=2e-3, rtol=0)

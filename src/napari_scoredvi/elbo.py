@@ -11,11 +11,13 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch.special import digamma
 
 from .posterior import Posterior
 
 ALPHA0 = 1.0  # Gamma prior shape of the noise precision
+MEAN_WINDOW = 15  # the score's local mean over this many pixels (odd) is removed
 D0 = 1.0  # Dirichlet prior concentration
 
 
@@ -83,7 +85,8 @@ class _ScoreGradient(torch.autograd.Function):
 
 
 def score_log_prior(
-    x: torch.Tensor, denoiser: Callable[[torch.Tensor], torch.Tensor], var: torch.Tensor
+    x: torch.Tensor, denoiser: Callable[[torch.Tensor], torch.Tensor], var: torch.Tensor,
+    mean_window: int | None = None,
 ) -> torch.Tensor:
     """Per-pixel estimate of ``log p(x)`` (up to a constant) whose gradient w.r.t. ``x`` is Tweedie's
     score ``(D(x) - x) / var``.
@@ -92,9 +95,17 @@ def score_log_prior(
     (Romano et al. 2017), exact for a Gaussian prior and consistent with the score for a bias-free
     (homogeneous) denoiser; it lets the responsibilities see how well each component's prior
     explains its sample. The denoiser output and ``var`` are treated as constants.
+
+    ``mean_window`` (odd, pixels): remove the score's local mean over this window, so that the
+    prior shapes the image and the likelihood alone sets its local means. A prior whose output is
+    off by a small local offset, divided by a small posterior variance, otherwise walks the whole
+    image away from the data (+27/255 on a PolyU crop; docs/engine.md).
     """
     with torch.no_grad():
         score = (denoiser(x) - x) / var
+        if mean_window:
+            score = score - F.avg_pool2d(score, mean_window, stride=1, padding=mean_window // 2,
+                                         count_include_pad=False)
         value = 0.5 * x * score
     return _ScoreGradient.apply(x, score, value)
 
@@ -124,7 +135,7 @@ def negative_elbo(
         for _ in range(samples):
             eps = torch.randn(std[:, k].shape, generator=generator, device=y.device, dtype=y.dtype)
             x = q.mu[:, k] + std[:, k] * eps
-            log_prior = log_prior + (q.r[:, k] * score_log_prior(x, prior, mean_var)).mean() / samples
+            log_prior = log_prior + (q.r[:, k] * score_log_prior(x, prior, mean_var, MEAN_WINDOW)).mean() / samples
     # mean over channels of the per-pixel sum over k matches the other terms' normalisation
     kl_x = entropy - log_prior
     kl_tau = (q.r * kl_gamma(q.log_a, q.log_b, beta0)).sum(1).mean()
