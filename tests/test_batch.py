@@ -83,6 +83,9 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kin
     first = denoise(stack[0], seed=0, **RUN)
     ref = denoise(stack[1], seed=1, warm_start=first.fit_state, **RUN)
     assert ref.info["warm_start"]
+    # each slice's photon transfer (its noise level function in input units) is in the provenance
+    pt = meta["slices"]["0"]["photon_transfer"]
+    assert len(pt) == 1 and pt[0] == pytest.approx(first.info["photon_transfer"][0])
     np.testing.assert_allclose(read(out)[0], first.denoised, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(read(out)[1], ref.denoised, rtol=1e-6, atol=1e-4)
 

@@ -115,6 +115,10 @@ def denoise_steps(
         beta0=beta0,
         noise_std=float(noise_std * np.mean(norm.scale)),
         noise_std_8bit=float(noise_std * 255.0),
+        # the noise level function in the input's units, per channel: the photon transfer of this
+        # image (docs/fidelity.md), var = gain * I + intercept, I in input units
+        photon_transfer=[{"gain": float(f.slope * sc), "intercept": float(sc * sc * f.intercept - f.slope * sc * off)}
+                         for f, sc, off in zip(noise.levels, norm.scale, norm.offset)],
         noise_correlated=noise.correlated,
         noise_lag1=list(noise.lag1),
         normalisation={"offset": norm.offset.tolist(), "scale": norm.scale.tolist()},

@@ -120,7 +120,8 @@ def _slices(job: SliceJob, numbers: list[int], step_progress: StepProgress | Non
 def _record(job: SliceJob, k: int, info: dict) -> dict:
     record = {"slice": job.label(k), "status": "done", "seed": job.seed + k, "device": info["device"],
               "seconds": round(float(info["seconds"]), 3), "iterations": info["iterations"]}
-    for key in ("lam", "noise_std", "skipped", "diverged", "retries", "warm_start"):
+    for key in ("lam", "noise_std", "skipped", "diverged", "retries", "warm_start", "photon_transfer",
+                "noise_correlated"):
         if key in info:
             record[key] = info[key]
     return record
