@@ -52,11 +52,14 @@ def bias(out: np.ndarray, clean: np.ndarray, var: np.ndarray) -> dict[str, float
 
 
 def binned(values: np.ndarray, intensity: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``values`` and of ``intensity`` in ``bins`` quantile bins of ``intensity``."""
+    """Mean of ``values`` and of ``intensity`` in ``bins`` quantile bins of ``intensity`` (bins left
+    empty by repeated intensity values, as in 8-bit data, are dropped)."""
     edges = np.quantile(intensity, np.linspace(0, 1, bins + 1))
     idx = np.clip(np.searchsorted(edges, intensity.ravel(), side="right") - 1, 0, bins - 1)
-    count = np.bincount(idx, minlength=bins).clip(1)
-    return (np.bincount(idx, values.ravel(), bins) / count, np.bincount(idx, intensity.ravel(), bins) / count)
+    count = np.bincount(idx, minlength=bins)
+    full = count > 0
+    return ((np.bincount(idx, values.ravel(), bins) / count.clip(1))[full],
+            (np.bincount(idx, intensity.ravel(), bins) / count.clip(1))[full])
 
 
 def variance_map(map_: np.ndarray, true_var: np.ndarray, clean: np.ndarray) -> dict[str, float]:

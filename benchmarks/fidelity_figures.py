@@ -1,0 +1,75 @@
+"""The figures of docs/fidelity.md, from one W2S frame denoised with one preset.
+
+1. Noise variance against intensity: the truth (squared residual of the raw frame against the
+   aligned 400-frame average, binned by intensity), our noise-variance map binned the same way,
+   and the line ``variance = gain * intensity + intercept`` the engine reports.
+2. The posterior std map beside the absolute error map (same colour scale).
+
+    python benchmarks/fidelity_figures.py --image 042_1 --preset fast
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import sets
+from fidelity import affine_to, binned
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image", default="042_1", help="W2S field and channel, e.g. 042_1")
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from napari_scoredvi import denoise
+
+    torch.set_num_threads(args.threads)
+    item = next(i for i in sets.w2s() if i.name == args.image)
+    r = denoise(item.noisy, preset=args.preset, device="cpu", seed=0)
+    clean = affine_to(item.clean, item.noisy)  # the 400-frame average in the raw frame's units
+    truth = (item.noisy - clean) ** 2
+    t, level = binned(truth, clean, 20)
+    m, _ = binned(r.noise_variance, clean, 20)
+    pt = r.info["photon_transfer"][0]
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
+    ax.plot(level, t, "o", label="truth: (raw - aligned average)^2, binned")
+    ax.plot(level, m, "s", mfc="none", label="our noise-variance map, binned")
+    xs = np.linspace(level.min(), level.max(), 50)
+    line = f"reported line: {pt['gain']:.3f} I + {pt['intercept']:.1f}"
+    ax.plot(xs, pt["gain"] * xs + pt["intercept"], "-", label=line)
+    ax.set_xlabel("clean intensity (raw frame units)")
+    ax.set_ylabel("noise variance (units^2)")
+    ax.set_title(f"W2S {item.name}, preset {args.preset}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    OUT.mkdir(parents=True, exist_ok=True)
+    fig.savefig(OUT / "fidelity-variance.png")
+
+    err = np.abs(r.denoised - clean)
+    vmax = float(np.quantile(err, 0.99))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), dpi=110)
+    for a, img, title in ((axes[0], r.posterior_std, "posterior std"), (axes[1], err, "|denoised - aligned average|")):
+        im = a.imshow(img, cmap="magma", vmin=0, vmax=vmax)
+        a.set_title(title)
+        a.axis("off")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="raw frame units")
+    fig.suptitle(f"W2S {item.name}, preset {args.preset}")
+    fig.savefig(OUT / "fidelity-posterior-std.png")
+    print(f"wrote {OUT / 'fidelity-variance.png'} and {OUT / 'fidelity-posterior-std.png'}")
+
+
+if __name__ == "__main__":
+    main()
