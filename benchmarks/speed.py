@@ -53,10 +53,17 @@ def _preset(spec: str):
 
 
 def _scores(out: np.ndarray, gt: np.ndarray, data_range: float, affine: bool) -> tuple[float, float]:
-    sys.path.insert(0, str(HERE))
-    from quality import scores
+    """(PSNR dB, SSIM) of ``out`` against ``gt``; with ``affine``, after the least-squares map
+    ``a * out + b`` (W2S files were stretched one by one, docs/benchmarks.md)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    return scores(out, gt, data_range, affine)
+    sys.path.insert(0, str(HERE))
+    from quality import affine_fit
+
+    gt = np.asarray(gt, dtype=np.float64)
+    out = affine_fit(np.asarray(out, dtype=np.float64), gt) if affine else np.asarray(out, dtype=np.float64)
+    return (float(peak_signal_noise_ratio(gt, out, data_range=data_range)),
+            float(structural_similarity(gt, out, data_range=data_range)))
 
 
 def _bm3d(noisy: np.ndarray) -> np.ndarray:
@@ -71,9 +78,9 @@ def _bm3d(noisy: np.ndarray) -> np.ndarray:
 
 def _w2s(n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     sys.path.insert(0, str(HERE))
-    from quality import load_pairs
+    import sets
 
-    return load_pairs(DATA, "w2s", n, 0.0)
+    return [(item.name, item.noisy, item.clean) for item in sets.w2s(DATA, n)]
 
 
 def _stack(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
