@@ -151,3 +151,12 @@ def test_final_tweedie_step_and_ensemble_change_only_the_denoised_output(tiny_pr
                   seed=1)
     assert ens.denoised.shape == noisy.shape and np.isfinite(ens.denoised).all()
     assert not np.array_equal(ens.denoised, tweedie.denoised)
+
+
+def test_posterior_std_can_be_skipped(tiny_preset):
+    noisy, _ = noisy_fluorescence((40, 40), seed=2)
+    full = denoise(noisy, preset=tiny_preset, device="cpu", seed=0)
+    skipped = denoise(noisy, preset=tiny_preset, device="cpu", seed=0, posterior_std=False)
+    np.testing.assert_array_equal(full.denoised, skipped.denoised)
+    np.testing.assert_array_equal(full.noise_variance, skipped.noise_variance)
+    assert np.isfinite(full.posterior_std).all() and np.isnan(skipped.posterior_std).all()

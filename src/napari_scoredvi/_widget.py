@@ -84,7 +84,8 @@ def denoise_slices(
                 posterior_std[idx] = result.posterior_std
 
     loop = denoise_stack_steps(read, numbers, write, channel_axis=2 if rgb else None, preset=preset,
-                               device=device, seed=seed, lam=lam, warm_start=warm_start)
+                               device=device, seed=seed, lam=lam, warm_start=warm_start,
+                               posterior_std=posterior_std is not None)
     try:
         while True:
             event = next(loop)

@@ -62,6 +62,7 @@ def denoise_steps(
     seed: int = 0,
     lam: float | None = None,
     warm_start: dict | None = None,
+    posterior_std: bool = True,
 ) -> Generator[tuple[int, int], None, DenoiseResult]:
     """The work of :func:`denoise` as a generator: yields ``(step, total)``, returns the result.
 
@@ -98,7 +99,7 @@ def denoise_steps(
     info["warm_start"] = usable  # a state made for another preset, channel count or device is ignored
     out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
                           device=dev, noise=noise, seed=seed, noise_std=noise_std,
-                          init_state=warm_start["nets"] if usable else None)
+                          init_state=warm_start["nets"] if usable else None, posterior=posterior_std)
     denoised = norm.image_to_input(out.denoised)
     variance = norm.variance_to_input(out.noise_variance)
     std = norm.std_to_input(out.posterior_std)
@@ -140,6 +141,7 @@ def denoise(
     progress: ProgressCallback | None = None,
     lam: float | None = None,
     warm_start: dict | None = None,
+    posterior_std: bool = True,
 ) -> DenoiseResult:
     """Denoise one 2D image (H, W), or a 2D image with a channel axis (RGB or multichannel).
 
@@ -150,8 +152,9 @@ def denoise(
     (e.g. :class:`Cancelled`) stops the fit and propagates. lam: prior weight; None picks it from
     the estimated noise level. warm_start: ``fit_state`` of an earlier result for a similar image
     (e.g. the previous slice): the fit starts from those networks and runs fewer steps.
+    posterior_std: False skips the posterior std (2 x K prior passes); it is then all NaN.
     """
-    steps = denoise_steps(image, channel_axis, preset, device, seed, lam, warm_start)
+    steps = denoise_steps(image, channel_axis, preset, device, seed, lam, warm_start, posterior_std)
     try:
         while True:
             step, total = next(steps)

@@ -109,7 +109,7 @@ def _slices(job: SliceJob, numbers: list[int], step_progress: StepProgress | Non
     # the kept axes are in input order and Y, X are last, so a channel axis lands at position 0
     loop = denoise_stack_steps(read, numbers, write, channel_axis=None if job.channel_axis is None else 0,
                                preset=job.preset, device=job.device, seed=job.seed, lam=job.lam,
-                               warm_start=job.warm_start)
+                               warm_start=job.warm_start, posterior_std="posterior_std" in job.outputs)
     for event in loop:
         if event["kind"] == "slice":
             yield event["slice"], _record(job, event["slice"], event["info"])

@@ -86,7 +86,7 @@ def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
 @torch.no_grad()
 def _outputs(
     nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor, priors: list, preset: Preset,
-    noise: NoiseModel, seed: int,
+    noise: NoiseModel, seed: int, posterior: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Denoised, noise variance, posterior variance and q's posterior std for the whole (C, H, W)
     image, tiled when large.
@@ -95,7 +95,7 @@ def _outputs(
     posterior mean passed once more through its prior denoiser, instead of ``sum_k r_k mu_k``; see
     docs/engine.md. The noise variance and the posterior variance are :mod:`.uncertainty`'s: the
     noise level function at the denoised intensity, and Tweedie's ``J S`` for the mixture of priors
-    ``sum_k r_k D_k`` at the noisy image.
+    ``sum_k r_k D_k`` at the noisy image (NaN without ``posterior``: it costs 2 x K prior passes).
     """
     c, h, w = y.shape
     acc = torch.zeros(4, c, h, w, device=y.device, dtype=torch.float32)
@@ -118,9 +118,12 @@ def _outputs(
             def mixture(v: torch.Tensor, resp=resp) -> torch.Tensor:
                 return sum(resp[k] * prior(v) for k, prior in enumerate(priors))
 
-            # the guide is D_k(y) already when it is not a self-ensemble average
-            base = (resp * guide_t).sum(0) if preset.ensemble == 1 else mixture(y_t[None])[0]
-            post_var = tweedie_posterior_variance(mixture, y_t, base, noise_var, gen, lag1=noise.lag1)
+            if posterior:
+                # the guide is D_k(y) already when it is not a self-ensemble average
+                base = (resp * guide_t).sum(0) if preset.ensemble == 1 else mixture(y_t[None])[0]
+                post_var = tweedie_posterior_variance(mixture, y_t, base, noise_var, gen, lag1=noise.lag1)
+            else:
+                post_var = torch.full_like(noise_var, float("nan"))
             out = torch.stack([den, noise_var, post_var, q.posterior_std()[0]])
             weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], y.device)[:, None] * _ramp(
                 tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], y.device
@@ -167,11 +170,12 @@ def _fit_once(
 def fit(
     y: np.ndarray, preset: Preset, priors: list, lam: float, beta0: float, init_std: float,
     device: torch.device, noise: NoiseModel, seed: int = 0, noise_std: float = 0.0,
-    init_state: dict | None = None,
+    init_state: dict | None = None, posterior: bool = True,
 ) -> Generator[tuple[int, int], None, FitOutput]:
     """Fit q to ``y`` ((C, H, W) float32, model units) and return the outputs in model units.
 
-    ``noise``: the image's noise model (model units), for the noise-variance and posterior outputs.
+    ``noise``: the image's noise model (model units), for the noise-variance and posterior outputs;
+    ``posterior=False`` skips the posterior std (all NaN).
 
     ``init_state``: the ``state`` of an earlier fit of a similar image (the previous slice of a
     stack) with the same preset and channel count; the fit then starts from those networks and runs
@@ -195,7 +199,7 @@ def fit(
                                            0.5**retry, done, total, iterations, state)
         done += iterations
         nets.eval()
-        denoised, noise_var, post_var, q_std = _outputs(nets, yt, guide, priors, preset, noise, seed)
+        denoised, noise_var, post_var, q_std = _outputs(nets, yt, guide, priors, preset, noise, seed, posterior)
         # ... unless the noise itself is that strong: the posterior is never wider than the likelihood
         limit = max(DIVERGED_STD, noise_std)
         diverged = bool(q_std.mean() > limit) or not bool(torch.isfinite(denoised).all())

@@ -45,6 +45,7 @@ def denoise_stack_steps(
     lam: float | None = None,
     warm_start: bool = True,
     chain: int = CHAIN,
+    posterior_std: bool = True,
 ) -> Generator[dict, None, list[int]]:
     """Denoise the slices ``numbers`` (slice numbers in the stack, any order) one after the other.
 
@@ -52,6 +53,7 @@ def denoise_stack_steps(
     stores its :class:`~napari_scoredvi.api.DenoiseResult`. Slices that are not in ``numbers`` but
     start the chain of one that is are fitted too (their result is not written), so every slice gets
     the same result whatever subset is asked for. ``warm_start=False`` fits every slice cold.
+    ``posterior_std=False`` skips the posterior std (NaN in the results) when nobody reads it.
 
     Yields ``{"kind": "step", "slice": k, "position": i, "n_slices": n, "step", "total"}`` after each
     iteration (``position`` counts the slices written so far) and ``{"kind": "slice", "slice": k, ...,
@@ -69,7 +71,7 @@ def denoise_stack_steps(
             state = None
         steps = None
         try:
-            steps = denoise_steps(read(k), channel_axis, preset, device, seed + k, lam, state)
+            steps = denoise_steps(read(k), channel_axis, preset, device, seed + k, lam, state, posterior_std)
             while True:
                 step, total = next(steps)
                 yield {"kind": "step", "slice": k, "position": len(written), "n_slices": n,
