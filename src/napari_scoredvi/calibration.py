@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .noise_estimate import PATCH, STRIDE, measure_noise_levels
+from .noise_estimate import PATCH, STRIDE, corrected_min_eigenvalue, measure_noise_levels, weighted_line
 
 #: smallest image side: below this the estimator cannot use its 16 stride-4 sub-images
 MIN_SIDE = STRIDE * 3 * PATCH
@@ -267,7 +267,7 @@ def map_curve(denoised, noise_variance, shape: tuple[int, int] | None = None,
     mean_y = sy / n
     std_y = np.sqrt(np.maximum(syy / n - mean_y**2, 0.0))
     curve = CurveBins("map", (sx / n)[ok], mean_y[ok], std_y[ok], count[ok])
-    fit = _wls(curve.intensity, curve.variance, curve.count.astype(float))
+    fit = weighted_line(curve.intensity, curve.variance, curve.count.astype(float))
     return curve, (fit[0] if fit else None), (fit[1] if fit else None)
 
 
@@ -286,22 +286,10 @@ def _as_plane(data, what: str) -> np.ndarray:
     return out
 
 
-def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float] | None:
-    """Weighted least squares ``y = a x + b`` (unconstrained); None if x has no spread."""
-    if len(x) < 2 or np.ptp(x) == 0:
-        return None
-    A = np.stack([x, np.ones_like(x)], axis=1) * np.sqrt(w)[:, None]
-    a, b = np.linalg.lstsq(A, y * np.sqrt(w), rcond=None)[0]
-    return float(a), float(b)
-
-
-def _corrected_min_eig(n: float, s1: np.ndarray, s2: np.ndarray) -> float:
-    """The estimator's bin variance (``noise_estimate._min_eigenvalue``) from the sums of the row-centred
-    patches (``s1`` (p,), ``s2`` (p, p)) of ``n`` patches."""
-    p = len(s1)
-    cov = (s2 - np.outer(s1, s1) / n) / (n - 1)
-    lam = float(np.linalg.eigvalsh(cov)[1])
-    return max(lam, 0.0) / (1.0 - np.sqrt((p - 1) / n)) ** 2
+def _replicate_variance(n: float, s1: np.ndarray, s2: np.ndarray) -> float:
+    """The estimator's bin variance from the sums of the row-centred patches (``s1`` (p,), ``s2``
+    (p, p)) of ``n`` patches."""
+    return corrected_min_eigenvalue((s2 - np.outer(s1, s1) / n) / (n - 1), n)
 
 
 def _jackknife(m) -> tuple[np.ndarray, np.ndarray]:
@@ -333,8 +321,8 @@ def _jackknife(m) -> tuple[np.ndarray, np.ndarray]:
         n = tot_n - cnt[j]
         if (n < 2 * PATCH * PATCH).any():
             continue
-        var_jk[j] = [_corrected_min_eig(n[k], tot1[k] - s1[j, k], tot2[k] - s2[j, k]) for k in range(K)]
-        fit = _wls((tot_l - lev[j]) / n, var_jk[j], n)
+        var_jk[j] = [_replicate_variance(n[k], tot1[k] - s1[j, k], tot2[k] - s2[j, k]) for k in range(K)]
+        fit = weighted_line((tot_l - lev[j]) / n, var_jk[j], n)
         if fit is not None:
             fit_jk[j] = fit
     return var_jk, fit_jk
