@@ -37,12 +37,6 @@ TARGETS = "bias whole |x|<=0.05, bright/dark |x|<=0.1; var bins |err|<=15%, slop
           "coverage 85-99%, block Spearman >= 0.5"
 
 
-def affine_to(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """``a * src + b`` fitted to ``dst`` by least squares."""
-    a = np.stack([src.ravel(), np.ones(src.size)], axis=1)
-    return (a @ np.linalg.lstsq(a, dst.ravel(), rcond=None)[0]).reshape(dst.shape)
-
-
 def bias(out: np.ndarray, clean: np.ndarray, var: np.ndarray) -> dict[str, float]:
     """Mean error over the whole image, the brightest 10 % and the darkest 50 % of clean pixels, in
     units of the root mean true noise variance over the same pixels."""
@@ -92,10 +86,10 @@ def score(item: sets.Item, r) -> dict:
         clean, true_var, peak = item.clean, item.variance, float(item.clean.max() - item.clean.min())
         var_truth = true_var
     else:  # W2S: the average, aligned to the raw frame's units, is the clean image
-        clean = affine_to(item.clean, item.noisy)
+        clean = sets.affine_fit(item.clean, item.noisy)
         var_truth = (item.noisy - clean) ** 2
         peak = 255.0
-    row = {"psnr": psnr(affine_to(r.denoised, item.clean), item.clean, 255.0) if item.variance is None
+    row = {"psnr": psnr(sets.affine_fit(r.denoised, item.clean), item.clean, 255.0) if item.variance is None
            else psnr(r.denoised, clean, peak)}
     row.update({f"bias_{k}": v for k, v in bias(r.denoised, clean, var_truth).items()})
     row.update(variance_map(r.noise_variance, var_truth, clean))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import sets
-from fidelity import affine_to, binned
+from fidelity import binned
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     item = next(i for i in sets.w2s() if i.name == args.image)
     r = denoise(item.noisy, preset=args.preset, device="cpu", seed=0)
-    clean = affine_to(item.clean, item.noisy)  # the 400-frame average in the raw frame's units
+    clean = sets.affine_fit(item.clean, item.noisy)  # the 400-frame average in the raw frame's units
     truth = (item.noisy - clean) ** 2
     t, level = binned(truth, clean, 20)
     m, _ = binned(r.noise_variance, clean, 20)

@@ -46,12 +46,6 @@ OPPONENT_MARGIN_DB = 0.5
 POLYU_TARGET_DB = 37.0
 
 
-def affine_fit(out: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``a * out + b`` fitted to ``gt`` by least squares."""
-    a = np.stack([out.ravel(), np.ones(out.size)], axis=1)
-    return (a @ np.linalg.lstsq(a, gt.ravel(), rcond=None)[0]).reshape(gt.shape)
-
-
 def scorer(which: str, item: sets.Item) -> tuple[opponents.Score, float]:
     """``score(out) -> (PSNR dB, SSIM)`` for one image of set ``which``, and its data range."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -62,7 +56,7 @@ def scorer(which: str, item: sets.Item) -> tuple[opponents.Score, float]:
     def score(out: np.ndarray) -> tuple[float, float]:
         out = np.asarray(out, dtype=np.float64)
         if which == "w2s":
-            out = affine_fit(out, gt)
+            out = sets.affine_fit(out, gt)
         return (float(peak_signal_noise_ratio(gt, out, data_range=data_range)),
                 float(structural_similarity(gt, out, data_range=data_range, channel_axis=-1 if item.rgb else None)))
 

@@ -42,6 +42,13 @@ class Item:
     params: dict = field(default_factory=dict)
 
 
+def affine_fit(out: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``a * out + b`` fitted to ``gt`` by least squares (how W2S outputs are scored: each W2S file was
+    stretched to 8 bit on its own)."""
+    a = np.stack([out.ravel(), np.ones(out.size)], axis=1)
+    return (a @ np.linalg.lstsq(a, gt.ravel(), rcond=None)[0]).reshape(gt.shape)
+
+
 def _centre(im: np.ndarray, size: int = CROP) -> np.ndarray:
     h, w = im.shape[:2]
     r, c = max((h - size) // 2, 0), max((w - size) // 2, 0)

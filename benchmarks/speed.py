@@ -58,10 +58,10 @@ def _scores(out: np.ndarray, gt: np.ndarray, data_range: float, affine: bool) ->
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     sys.path.insert(0, str(HERE))
-    from quality import affine_fit
+    import sets
 
     gt = np.asarray(gt, dtype=np.float64)
-    out = affine_fit(np.asarray(out, dtype=np.float64), gt) if affine else np.asarray(out, dtype=np.float64)
+    out = sets.affine_fit(np.asarray(out, dtype=np.float64), gt) if affine else np.asarray(out, dtype=np.float64)
     return (float(peak_signal_noise_ratio(gt, out, data_range=data_range)),
             float(structural_similarity(gt, out, data_range=data_range)))
 
