@@ -47,22 +47,19 @@ def test_prior_weight_thresholds():
     assert prior_weight(30) == 2.0
 
 
-def _correlated(noise, a=0.392):
-    # the separable unit-energy [a, 1, a] filter: lag-1 correlation 2a / (1 + 2a^2) = 0.6
-    k = np.array([a, 1.0, a]) / np.sqrt(1 + 2 * a * a)
-    p = np.pad(noise, 1, mode="reflect")
-    p = k[0] * p[:, :-2] + k[1] * p[:, 1:-1] + k[2] * p[:, 2:]
-    return k[0] * p[:-2] + k[1] * p[1:-1] + k[2] * p[2:]
-
-
 def test_noise_model_tells_correlated_from_independent_noise():
+    import torch
+
     from napari_scoredvi.noise_estimate import estimate_noise
+    from napari_scoredvi.uncertainty import correlated_normal
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:192, 0:192]
     clean = 100 + 80 * np.exp(-((yy - 96) ** 2 + (xx - 80) ** 2) / 2000.0)
     white = clean + np.sqrt(clean) * rng.standard_normal(clean.shape)
-    corr = clean + np.sqrt(clean) * _correlated(rng.standard_normal(clean.shape))
+    # unit-variance noise with lag-1 correlation 0.6 in y and x (the [a, 1, a] filter, a = 0.392)
+    unit = correlated_normal(clean.shape, (0.6, 0.6), torch.Generator().manual_seed(0), dtype=torch.float64)
+    corr = clean + np.sqrt(clean) * unit.numpy()
     w, c = estimate_noise(white), estimate_noise(corr)
     assert not w.correlated and w.lag1 == (0.0, 0.0)
     assert c.correlated
