@@ -201,9 +201,9 @@ class NoiseCorrelation:
 
     ``residual``: the smallest eigenvalue of the covariance of flat 5x5 patches (each divided by its
     expected noise std): about 1 for pixel-independent noise, well below for correlated noise
-    (about 0.01-0.17 at a lag-1 correlation of 0.6 on our synthetic set, 0.02-0.14 on PolyU camera
-    sRGB; 0.54-0.99 for independent noise, 0.96-1.08 on the W2S raw frames): correlated noise has
-    little energy at the highest spatial frequencies. ``lag1_y``/``lag1_x``: the correlation of
+    (0.01-0.16 at a lag-1 correlation of 0.6 on our synthetic set, 0.02-0.21 on PolyU camera sRGB;
+    0.55-0.98 for independent noise, 0.96-1.08 on the W2S raw frames; benchmarks/noise_correlation.py):
+    correlated noise has little energy at the highest spatial frequencies. ``lag1_y``/``lag1_x``: the correlation of
     vertically/horizontally adjacent noise values.
     """
 
