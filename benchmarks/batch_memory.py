@@ -22,6 +22,7 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, zarr, torch
 from napari_scoredvi.batch import denoise_volume
+from napari_scoredvi.settings import DenoiseSettings
 from napari_scoredvi.samples import add_camera_noise, clean_fluorescence
 n, size, preset, threads, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
@@ -31,7 +32,7 @@ for z in range(n):  # written slice by slice: the whole volume is never in memor
     src[z] = add_camera_noise(np.roll(clean, 3 * z, axis=1), seed=z)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-denoise_volume(f"{tmp}/in.zarr", f"{tmp}/out.zarr", axes="ZYX", preset=preset, device="cpu")
+denoise_volume(f"{tmp}/in.zarr", f"{tmp}/out.zarr", DenoiseSettings(preset, "cpu"), axes="ZYX")
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"slices": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak / 1024,
                   "rss_before_run_mb": base / 1024}))

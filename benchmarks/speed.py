@@ -94,6 +94,7 @@ def child(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from napari_scoredvi import denoise
+    from napari_scoredvi.settings import DenoiseSettings
     from napari_scoredvi.stack import denoise_stack_steps
 
     kind, method = spec["kind"], spec["method"]
@@ -119,8 +120,9 @@ def child(spec: dict) -> dict:
         else:
             cfg = _preset(method)
             # as the batch command and the widget run by default: no posterior-std output asked for
+            settings = DenoiseSettings(cfg, "cpu", warm_start=spec["warm"])
             for _ in denoise_stack_steps(lambda k: noisy[k], numbers, lambda k, r: outs.__setitem__(k, r.denoised),
-                                         preset=cfg, device="cpu", warm_start=spec["warm"], posterior_std=False):
+                                         settings, posterior_std=False):
                 pass
         sec = (time.perf_counter() - t0) / len(numbers)
         psnr = {str(k): _scores(outs[k], clean[k], rng, False)[0] for k in numbers}

@@ -16,13 +16,15 @@ from napari_scoredvi.batch import ATTRS_KEY, denoise_volume
 from napari_scoredvi.cli import main
 from napari_scoredvi.presets import PRESETS, Preset
 from napari_scoredvi.samples import noisy_fluorescence_stack
+from napari_scoredvi.settings import DenoiseSettings
 from napari_scoredvi.stack import planned_iterations
 from napari_scoredvi.volume_in import open_volume
 
 #: Even smaller than conftest.TINY: these tests check plumbing, not denoising quality.
 MICRO = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4,
                aux_depth=1, aux_width=4, warm_iterations=2)
-RUN = dict(preset=MICRO, device="cpu")
+RUN = dict(settings=DenoiseSettings(MICRO, "cpu"))
+ONE = dict(preset=MICRO, device="cpu")  # the same, for a single `denoise` call
 
 
 @pytest.fixture
@@ -80,8 +82,8 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kin
     assert meta["status"] == "complete" and meta["finished"] and meta["parameters"]["axes"] == "ZYX"
     assert [meta["slices"][str(k)]["slice"] for k in range(3)] == [{"Z": 0}, {"Z": 1}, {"Z": 2}]
     # slice k is exactly `denoise` of that slice with seed + k, warm-started from slice k - 1
-    first = denoise(stack[0], seed=0, **RUN)
-    ref = denoise(stack[1], seed=1, warm_start=first.fit_state, **RUN)
+    first = denoise(stack[0], seed=0, **ONE)
+    ref = denoise(stack[1], seed=1, warm_start=first.fit_state, **ONE)
     assert ref.info["warm_start"]
     # each slice's photon transfer (its noise level function in input units) is in the provenance
     pt = meta["slices"]["0"]["photon_transfer"]
@@ -120,7 +122,7 @@ def test_ome_zarr_and_zarr_array_inputs(tmp_path, stack, caplog):
     meta = provenance(out2)
     assert meta["n_slices"] == 1 and meta["slices"]["0"]["slice"] == {}
     assert zarr.open_array(str(out2 / "done"), mode="r")[:].tolist() == [1]
-    ref = denoise(stack[:2], channel_axis=0, seed=0, **RUN)
+    ref = denoise(stack[:2], channel_axis=0, seed=0, **ONE)
     np.testing.assert_allclose(read(out2), ref.denoised, rtol=1e-6, atol=1e-4)
 
 
@@ -165,7 +167,7 @@ def test_resume_after_interruption_equals_clean_run(tmp_path, stack):
     assert zarr.open_array(str(part / "done"), mode="r")[:].tolist() == [1, 0, 0]
     assert np.isnan(read(part)[1:]).all()  # unwritten slices read as NaN
     with pytest.raises(ValueError, match="different seed"):
-        denoise_volume(src, part, resume=True, posterior_std=True, preset=MICRO, device="cpu", seed=5)
+        denoise_volume(src, part, DenoiseSettings(MICRO, "cpu", seed=5), resume=True, posterior_std=True)
 
     seen = []
     denoise_volume(src, part, resume=True, posterior_std=True, progress=lambda *a: seen.append(a[:2]), **RUN)
@@ -203,7 +205,7 @@ def test_step_progress_reports_every_iteration_of_every_slice(tmp_path, stack):
     tifffile.imwrite(src, stack, ome=True, metadata={"axes": "ZYX"})
     steps = []
     denoise_volume(src, tmp_path / "out.zarr", step_progress=lambda *a: steps.append(a), **RUN)
-    assert len(steps) == planned_iterations(range(3), MICRO)  # 3 + 2 + 2 (warm starts)
+    assert len(steps) == planned_iterations(range(3), RUN["settings"])  # 3 + 2 + 2 (warm starts)
     assert [s[0] for s in steps] == [{"Z": 0}] * 3 + [{"Z": 1}] * 2 + [{"Z": 2}] * 2
     assert [s[1:] for s in steps[:3]] == [(1, 3), (2, 3), (3, 3)] and steps[-1][1:] == (2, 2)
 
@@ -276,12 +278,13 @@ KILL_AFTER_FIRST_SLICE = """
 import os, signal, sys
 from napari_scoredvi.batch import denoise_volume
 from napari_scoredvi.presets import Preset
+from napari_scoredvi.settings import DenoiseSettings
 micro = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4, aux_depth=1,
                aux_width=4, warm_iterations=2)
 def kill(done, total, record):
     if record is not None:
         os.kill(os.getpid(), signal.SIGKILL)
-denoise_volume(sys.argv[1], sys.argv[2], preset=micro, device="cpu", progress=kill)
+denoise_volume(sys.argv[1], sys.argv[2], DenoiseSettings(micro, "cpu"), progress=kill)
 """
 
 

@@ -268,12 +268,13 @@ def test_batch_output_opens_in_napari_with_its_scale(viewer_model, tmp_path):
     import tifffile
 
     from napari_scoredvi.batch import denoise_volume
+    from napari_scoredvi.settings import DenoiseSettings
 
     noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=6)
     tif = tmp_path / "in.tif"
     tifffile.imwrite(tif, noisy, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata={"axes": "ZYX",
                                                                                         "spacing": 2.0})
-    out = denoise_volume(tif, tmp_path / "out.zarr", preset=TINY, device="cpu")
+    out = denoise_volume(tif, tmp_path / "out.zarr", DenoiseSettings(TINY, "cpu"))
     viewer = viewer_model
     layers = viewer.open(str(out / "denoised"), plugin="napari-ome-zarr")
     assert len(layers) == 1

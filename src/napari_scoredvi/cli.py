@@ -63,6 +63,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .batch import denoise_volume
+    from .settings import DenoiseSettings
 
     bar = None
     finished = 0  # slices done, the bar's whole part
@@ -92,11 +93,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{label}: step {step}/{total}")
 
     try:
-        out = denoise_volume(args.input, args.output, axes=args.axes, channel_axis=args.channel_axis,
-                             preset=args.preset, device=args.device, seed=args.seed, resume=args.resume,
-                             overwrite=args.overwrite, scheduler=args.scheduler, progress=progress,
-                             posterior_std=args.posterior_std, warm_start=not args.no_warm_start,
-                             step_progress=step_progress)
+        settings = DenoiseSettings(args.preset, args.device, args.seed, warm_start=not args.no_warm_start)
+        out = denoise_volume(args.input, args.output, settings, axes=args.axes, channel_axis=args.channel_axis,
+                             posterior_std=args.posterior_std, resume=args.resume, overwrite=args.overwrite,
+                             scheduler=args.scheduler, progress=progress, step_progress=step_progress)
     except KeyboardInterrupt:
         print("\nnapari-scoredvi: stopped; the finished slices are kept in the output: run the same command "
               "with --resume to do the rest", file=sys.stderr)

@@ -6,16 +6,21 @@ instead of its full ``iterations``. Slices are grouped in chains of ``CHAIN`` co
 numbers; the first slice of a chain starts cold. Chains make the result of a slice independent of
 where a run started (a resumed batch run or a dask worker recomputes the chain from its start) and
 let a cluster fit chains in parallel. Slice ``k`` is fitted with seed ``seed + k``.
+
+:func:`denoise_stack_steps` is the loop over slice numbers (reading and writing through callbacks);
+:func:`denoise_slices` runs it on the slices of an array (numpy, dask or zarr, read one slice at a
+time) into output arrays (numpy in memory, or the zarr arrays of an output store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 
 import numpy as np
 
 from .api import DenoiseResult, denoise_steps
-from .presets import Preset
+from .settings import DenoiseSettings
+from .slice_grid import SliceGrid
 
 #: consecutive slices that share a warm-start chain
 CHAIN = 16
@@ -38,21 +43,17 @@ def denoise_stack_steps(
     read: Callable[[int], np.ndarray],
     numbers: Sequence[int],
     write: Callable[[int, DenoiseResult], object],
+    settings: DenoiseSettings,
     channel_axis: int | None = None,
-    preset: str | Preset = "balanced",
-    device: str = "auto",
-    seed: int = 0,
-    lam: float | None = None,
-    warm_start: bool = True,
-    chain: int = CHAIN,
     posterior_std: bool = True,
+    chain: int = CHAIN,
 ) -> Generator[dict, None, list[int]]:
     """Denoise the slices ``numbers`` (slice numbers in the stack, any order) one after the other.
 
     ``read(k)`` returns slice ``k`` as an array (2D, or 3D with ``channel_axis``); ``write(k, result)``
     stores its :class:`~napari_scoredvi.api.DenoiseResult`. Slices that are not in ``numbers`` but
     start the chain of one that is are fitted too (their result is not written), so every slice gets
-    the same result whatever subset is asked for. ``warm_start=False`` fits every slice cold.
+    the same result whatever subset is asked for. ``settings.warm_start=False`` fits every slice cold.
     ``posterior_std=False`` skips the posterior std (NaN in the results) when nobody reads it.
 
     Yields ``{"kind": "step", "slice": k, "position": i, "n_slices": n, "step", "total"}`` after each
@@ -61,6 +62,7 @@ def denoise_stack_steps(
     Returns the slice numbers written, in order. A slice that fails (bad data, an unreadable chunk)
     raises :class:`SliceError` naming it; the slices written before it stay written.
     """
+    warm_start = settings.warm_start
     wanted = sorted(set(int(k) for k in numbers))
     n = len(wanted)
     plan = _plan(wanted, chain, warm_start)
@@ -71,7 +73,8 @@ def denoise_stack_steps(
             state = None
         steps = None
         try:
-            steps = denoise_steps(read(k), channel_axis, preset, device, seed + k, lam, state, posterior_std)
+            steps = denoise_steps(read(k), channel_axis, settings.preset, settings.device, settings.seed + k,
+                                  settings.lam, state, posterior_std)
             while True:
                 step, total = next(steps)
                 yield {"kind": "step", "slice": k, "position": len(written), "n_slices": n,
@@ -91,10 +94,11 @@ def denoise_stack_steps(
     return written
 
 
-def planned_iterations(numbers: Sequence[int], preset: Preset, warm_start: bool = True, chain: int = CHAIN) -> int:
+def planned_iterations(numbers: Sequence[int], settings: DenoiseSettings, chain: int = CHAIN) -> int:
     """Adam steps :func:`denoise_stack_steps` will take for ``numbers`` (without divergence retries)."""
-    plan = _plan(sorted(set(int(k) for k in numbers)), chain, warm_start)
-    return sum(preset.iterations if not warm_start or k == chain_start(k, chain) else preset.warm_iterations
+    warm, preset = settings.warm_start, settings.preset
+    plan = _plan(sorted(set(int(k) for k in numbers)), chain, warm)
+    return sum(preset.iterations if not warm or k == chain_start(k, chain) else preset.warm_iterations
                for k, _ in plan)
 
 
@@ -111,3 +115,82 @@ def _plan(wanted: list[int], chain: int, warm_start: bool = True) -> list[tuple[
         plan += [(j, j == k) for j in range(first, k + 1)]
         last = k
     return plan
+
+
+def read_slice(data, index: tuple) -> np.ndarray:
+    """``data[index]`` as a numpy array, reading only that slice (dask: in this thread, so that it
+    works inside a dask worker and a napari thread alike)."""
+    part = data[index]
+    if hasattr(part, "compute") and hasattr(part, "dask"):
+        part = part.compute(scheduler="synchronous")
+    return np.asarray(part)
+
+
+def denoise_slices(
+    data,
+    grid: SliceGrid,
+    numbers: Sequence[int],
+    outputs: Mapping[str, object],
+    settings: DenoiseSettings,
+    rgb: bool = False,
+    done=None,
+) -> Generator[dict, None, dict]:
+    """Denoise the 2D slices ``numbers`` of ``data`` (slice numbers of ``grid``) into ``outputs``.
+
+    outputs: ``{"denoised": array, "noise_variance": array}`` and optionally ``"posterior_std"``
+    (computed only when present): arrays with ``data``'s shape (numpy, or the zarr arrays of an
+    output store), written slice by slice. A dimension kept whole besides Y and X is a channel axis,
+    denoised jointly. ``rgb=True``: ``data`` is RGB(A) with channels last; R, G, B are denoised
+    jointly, alpha is copied, and the variance / std outputs have no channel axis (the mean over
+    R, G, B). done: an array of per-slice flags set to 1 once a slice's outputs are written (a
+    killed run leaves it unset). Reads one slice at a time, so dask/zarr data is never loaded whole.
+
+    Yields the events of :func:`denoise_stack_steps` with ``"index"`` (the slice's grid position)
+    added; closing the generator stops within an iteration. Returns ``{"done": [positions],
+    "info": last slice's info, "error": None | message, "failed": None | slice number,
+    "exception": None | the slice's exception}``: a failing slice ends the run (the slices
+    written before it stay written).
+    """
+    written: list[tuple[int, ...]] = []
+    info: dict = {}
+    kept = [d for d in range(len(grid.shape)) if d not in grid.grid_axes]
+    channel_axis = (len(kept) - 1 if rgb else 0) if len(kept) == 3 else None
+
+    def read(k: int) -> np.ndarray:
+        plane = read_slice(data, grid.index(k))
+        return plane[..., :3] if rgb else plane
+
+    def write(k: int, result: DenoiseResult) -> None:
+        idx = grid.index(k)
+        if rgb:
+            maps = idx[:-1]  # the maps have no channel axis
+            outputs["denoised"][idx[:-1] + (slice(0, 3),)] = result.denoised
+            if grid.shape[-1] == 4:  # alpha is not an intensity: keep it
+                outputs["denoised"][idx[:-1] + (3,)] = read_slice(data, idx[:-1] + (3,))
+            outputs["noise_variance"][maps] = result.noise_variance.mean(-1)
+            if "posterior_std" in outputs:
+                outputs["posterior_std"][maps] = np.sqrt(np.mean(result.posterior_std**2, axis=-1))
+        else:
+            for name in outputs:
+                outputs[name][idx] = getattr(result, name)
+        if done is not None:
+            done[k] = 1  # only after the data
+
+    loop = denoise_stack_steps(read, numbers, write, settings, channel_axis, "posterior_std" in outputs)
+    try:
+        while True:
+            event = next(loop)
+            event["index"] = grid.position(event["slice"])
+            if event["kind"] == "slice":
+                written.append(event["index"])
+                info = event["info"]
+            yield event
+    except StopIteration:
+        pass
+    except SliceError as exc:
+        where = f"slice {grid.position(exc.number)}: " if grid.grid_axes else ""
+        return {"done": written, "info": info, "error": f"{where}{exc.__cause__}", "failed": exc.number,
+                "exception": exc.__cause__}
+    finally:
+        loop.close()
+    return {"done": written, "info": info, "error": None, "failed": None, "exception": None}

@@ -1,0 +1,46 @@
+"""The settings of a denoising run, one typed object shared by the widget, the batch command and the
+per-slice loop (instead of the same five parameters through every signature)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .presets import Preset, get_preset
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """How to denoise the slices of a stack.
+
+    preset: a :class:`~napari_scoredvi.presets.Preset` or its name (``fast``, ``balanced``, ``best``).
+    device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (resolved where the work runs).
+    seed: slice ``k`` is fitted with seed ``seed + k``. lam: prior weight, None = from the noise level.
+    warm_start: start each slice's fit from the previous slice's networks (docs/engine.md).
+    """
+
+    preset: Preset = field(default_factory=lambda: get_preset("balanced"))
+    device: str = "auto"
+    seed: int = 0
+    lam: float | None = None
+    warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preset", get_preset(self.preset))
+        object.__setattr__(self, "device", str(self.device))
+        object.__setattr__(self, "seed", int(self.seed))
+        if self.lam is not None:
+            if not (isinstance(self.lam, (int, float, np.floating)) and np.isfinite(self.lam) and self.lam > 0):
+                raise ValueError(f"lam must be a positive number or None (automatic), got {self.lam!r}")
+            object.__setattr__(self, "lam", float(self.lam))
+        object.__setattr__(self, "warm_start", bool(self.warm_start))
+
+    def with_(self, **changes) -> DenoiseSettings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """JSON-ready (provenance, layer metadata)."""
+        return {"preset": self.preset.as_dict(), "device": self.device, "seed": self.seed, "lam": self.lam,
+                "warm_start": self.warm_start}
