@@ -1,6 +1,7 @@
 """Shared fixtures; also picks Qt's offscreen platform for the GUI tests (see README)."""
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from napari_scoredvi.presets import Preset
 # display or where X11 libraries it needs (e.g. libxcb-icccm4) are missing. A platform set by the
 # user (QT_QPA_PLATFORM=xcb to watch the widgets) is left alone.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# widget choices remembered between sessions go to a throwaway folder, never the user's config
+os.environ["NAPARI_SCOREDVI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="napari-scoredvi-test-config-")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
     ["mps"] if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() else []

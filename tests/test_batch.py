@@ -300,3 +300,25 @@ def test_resume_after_sigkill(tmp_path, stack):
     denoise_volume(src, out, resume=True, **RUN)
     clean = denoise_volume(src, tmp_path / "clean.zarr", **RUN)
     np.testing.assert_allclose(read(out), read(clean), rtol=1e-6, atol=1e-6)
+
+
+def test_cluster_without_shared_files_sends_slices_and_writes_here(tmp_path, stack, monkeypatch):
+    """Workers that do not see this machine's files (a remote GPU box) get each slice sent and send
+    the results back; this process writes the store. Same arrays as a local run."""
+    distributed = pytest.importorskip("distributed")
+    from napari_scoredvi import batch
+    from napari_scoredvi.volume_in import volume_from_array
+
+    settings = RUN["settings"]
+    local = batch.prepare_run(volume_from_array(stack, "ZYX"), tmp_path / "local.zarr", settings)
+    list(local.steps())
+    monkeypatch.setattr(batch, "_workers_see", lambda client, path, fingerprint: False)
+    remote = batch.prepare_run(volume_from_array(stack, "ZYX"), tmp_path / "remote.zarr", settings,
+                               posterior_std=True)
+    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
+        events = list(remote.steps(cl.scheduler_address))
+    assert [e["slice"] for e in events if e["kind"] == "slice"] == [0, 1, 2]
+    assert sum(e["kind"] == "step" for e in events) == planned_iterations(range(3), settings)
+    assert provenance(remote.path)["status"] == "complete" and provenance(remote.path)["parameters"]["input"] == ""
+    np.testing.assert_allclose(read(remote.path), read(local.path), rtol=1e-4, atol=1e-3)
+    assert np.isfinite(read(remote.path, "posterior_std")).all()

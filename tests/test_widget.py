@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from conftest import TINY  # noqa: E402
 from napari_scoredvi import _widget  # noqa: E402
 from napari_scoredvi._sample import make_sample_data  # noqa: E402
-from napari_scoredvi._widget import SCOPE_ALL, SCOPE_RANGE, ScoreDVIWidget, denoise_slices  # noqa: E402
+from napari_scoredvi._widget import RUN_CLUSTER, RUN_HERE, SCOPE_ALL, SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
 from napari_scoredvi.presets import Preset  # noqa: E402
 from napari_scoredvi.samples import noisy_fluorescence_stack  # noqa: E402
 
@@ -41,15 +41,28 @@ def viewer_model(qapp):
     return ViewerModel()
 
 
-def _widget_for(viewer) -> ScoreDVIWidget:
+def _widget_for(viewer, output=None) -> ScoreDVIWidget:
     w = ScoreDVIWidget(viewer)
     w.preset_override = TINY
     w._device_box.value = "cpu"
+    w._run_on_box.value = RUN_HERE  # whatever an earlier test left remembered
+    if output is not None:
+        w._output_box.value = output
     return w
 
 
 def _wait_done(qtbot, w):
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+
+
+def _slow_stack_run(qtbot, w, layer, out) -> None:
+    """Start a SLOW all-slices run of ``layer`` into ``out``; return once its first slice is done."""
+    w.preset_override = SLOW
+    w._layer_box.value = layer
+    w._scope_box.value = SCOPE_ALL
+    w._output_box.value = out
+    w.run()
+    qtbot.waitUntil(lambda: w.slices_done >= 1, timeout=TIMEOUT)
 
 
 def test_manifest_root_matches_package():
@@ -70,28 +83,6 @@ def test_sample_data():
     layers = make_sample_data()
     assert [lt for _, _, lt in layers] == ["image", "image"]
     assert layers[1][0].dtype == np.uint16 and layers[0][0].shape == layers[1][0].shape
-
-
-def test_denoise_slices_headless_and_close():
-    noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=1)
-    den = np.zeros(noisy.shape, np.float32)
-    var = np.zeros(noisy.shape, np.float32)
-    gen = denoise_slices(noisy, (3,), [0, 1, 2], den, var, TINY, "cpu")
-    events = []
-    for ev in gen:
-        events.append(ev)
-        if ev["kind"] == "slice" and ev["index"] == (0,):
-            break
-    gen.close()
-    assert den[0].any() and not den[1].any() and not den[2].any()
-    assert (var[0] > 0).all()
-    # run to completion: every slice
-    gen = denoise_slices(noisy, (3,), [0, 1, 2], den, var, TINY, "cpu")
-    with pytest.raises(StopIteration) as stop:
-        while True:
-            next(gen)
-    assert stop.value.value["done"] == [(0,), (1,), (2,)] and stop.value.value["error"] is None
-    assert all(den[i].any() for i in range(3))
 
 
 def test_dock_through_npe2(make_napari_viewer):
@@ -148,39 +139,121 @@ def test_posterior_std_layer_and_manual_prior_weight(viewer_model, qtbot, notes)
     assert meta["lam"] == 1.5 and meta["info"]["lam"] == 1.5 and not meta["info"]["lam_auto"]
 
 
-def test_run_dask_stack_all_slices(viewer_model, qtbot, notes):
+def test_stack_goes_to_an_ome_zarr_store_shown_lazily(viewer_model, qtbot, notes, tmp_path):
+    """All slices: outputs written into an OME-Zarr store (the batch layout) and shown as lazy dask
+    layers with the source's geometry; equal to the batch pipeline at the same seed."""
     da = pytest.importorskip("dask.array")
+    zarr = pytest.importorskip("zarr", minversion="3")
+    from napari_scoredvi.batch import denoise_volume
+    from napari_scoredvi.settings import DenoiseSettings
+
     viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=3)
-    src = viewer.add_image(da.from_array(noisy, chunks=(1, 32, 32)), name="stack")
-    w = _widget_for(viewer)
+    src = viewer.add_image(da.from_array(noisy, chunks=(1, 32, 32)), name="stack", scale=(2.0, 0.5, 0.5),
+                           translate=(1.0, 0.0, 3.0))
+    out = tmp_path / "stack-out.zarr"
+    w = _widget_for(viewer, out)
     w._layer_box.value = src
     w._scope_box.value = SCOPE_ALL
     w.run()
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     den = viewer.layers["stack denoised"]
-    assert isinstance(den.data, np.ndarray) and den.data.shape == (3, 32, 32)
-    assert all(den.data[z].any() for z in range(3))
-    assert w.slices_done == 3
+    assert isinstance(den.data, da.Array) and den.data.shape == (3, 32, 32)
+    assert np.isfinite(np.asarray(den.data)).all() and w.slices_done == 3
+    np.testing.assert_allclose(den.scale, src.scale)
+    np.testing.assert_allclose(den.translate, src.translate)
+    assert den.metadata["scoredvi"]["store"] == str(out.resolve())
     assert len(den.metadata["scoredvi"]["slices_done"]) == 3
+    group = zarr.open_group(str(out), mode="r")
+    assert group["done"][:].tolist() == [1, 1, 1] and group.attrs["napari_scoredvi"]["status"] == "complete"
+    ms = group["denoised"].attrs["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.5]
+    # the same arrays as the batch command at the same seed
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "s.tif", noisy, ome=True, metadata={"axes": "ZYX"})
+    batch = denoise_volume(tmp_path / "s.tif", tmp_path / "batch.zarr", DenoiseSettings(TINY, "cpu"))
+    np.testing.assert_allclose(np.asarray(den.data), zarr.open_array(str(batch / "denoised" / "0"))[:],
+                               rtol=1e-6, atol=1e-4)
 
 
-def test_cancel_keeps_finished_slices(viewer_model, qtbot, notes):
+def test_rerun_asks_then_resumes_or_replaces(viewer_model, qtbot, notes, tmp_path):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=4)
+    src = viewer.add_image(noisy, name="stack")
+    out = tmp_path / "o.zarr"
+    w = _widget_for(viewer)
+    _slow_stack_run(qtbot, w, src, out)
+    w.cancel()
+    _wait_done(qtbot, w)
+    flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
+    assert 1 <= sum(flags) < 4 and any("kept on disk" in m for m in notes["info"]), (flags, notes)
+    assert zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["status"] == "interrupted"
+    before = zarr.open_array(str(out / "denoised" / "0"), mode="r")[0]
+    asked = []
+    w.ask_existing = lambda path: asked.append(path) or "cancel"
+    w.run()
+    assert asked == [out] and w.worker is None  # cancelled: nothing started, nothing touched
+    w.preset_override = TINY
+    w.ask_existing = lambda path: "resume"
+    w.run()  # a different preset: cannot resume, says what differs
+    assert any("different preset" in m for m in notes["error"]), notes["error"]
+    w.preset_override = SLOW
+    w.ask_existing = lambda path: "resume"
+    w.run()
+    _wait_done(qtbot, w)
+    assert zarr.open_array(str(out / "done"), mode="r")[:].tolist() == [1, 1, 1, 1]
+    np.testing.assert_array_equal(zarr.open_array(str(out / "denoised" / "0"), mode="r")[0], before)
+    runs = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["runs"]
+    assert [r["resumed"] for r in runs] == [False, True]
+    w.preset_override = TINY
+    w.ask_existing = lambda path: "replace"
+    w.run()
+    _wait_done(qtbot, w)
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    assert meta["parameters"]["preset"]["name"] == "tiny" and len(meta["runs"]) == 1
+
+
+def test_default_output_beside_the_file_or_temporary(viewer_model, tmp_path):
+    import tifffile
+
+    from napari_scoredvi._widget import default_output
+
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=4)
+    mem = viewer.add_image(noisy, name="in memory")
+    path, temporary = default_output(mem)
+    assert temporary and path.name == "in_memory-denoised.zarr" and path.parent.is_dir()
+    tif = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(tif, noisy, ome=True, metadata={"axes": "ZYX"})
+    filed = viewer.open(str(tif), plugin="napari")[0]
+    assert default_output(filed) == (tmp_path / "cells-denoised.zarr", False)
+    w = _widget_for(viewer)
+    w._scope_box.value = SCOPE_ALL
+    w._layer_box.value = filed
+    assert w._output_box.value == tmp_path / "cells-denoised.zarr" and not w._output_note.visible
+    w._layer_box.value = mem
+    assert w._output_box.value == path and "deleted when napari closes" in w._output_note.value
+    w._output_box.value = tmp_path / "mine.zarr"  # typed by the user: kept when the layer changes
+    w._layer_box.value = filed
+    assert w._output_box.value == tmp_path / "mine.zarr"
+
+
+def test_cancel_keeps_finished_slices(viewer_model, qtbot, notes, tmp_path):
     viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=4)
     src = viewer.add_image(noisy, name="stack")
     w = _widget_for(viewer)
-    w.preset_override = SLOW
-    w._layer_box.value = src
-    w._scope_box.value = SCOPE_ALL
-    w.run()
-    qtbot.waitUntil(lambda: w.slices_done >= 1, timeout=TIMEOUT)
+    _slow_stack_run(qtbot, w, src, tmp_path / "out.zarr")
     w.cancel()
     _wait_done(qtbot, w)
-    den = viewer.layers["stack denoised"].data
-    done = [z for z in range(4) if den[z].any()]
+    den = np.asarray(viewer.layers["stack denoised"].data)
+    done = [z for z in range(4) if np.isfinite(den[z]).all()]
     assert 1 <= len(done) < 4 and done == list(range(len(done)))
+    assert all(np.isnan(den[z]).all() for z in range(len(done), 4))
     assert any("cancelled" in m for m in notes["info"]), notes["info"]
 
 
@@ -227,11 +300,11 @@ def test_multiscale_uses_full_resolution(viewer_model, qtbot, notes):
     np.testing.assert_allclose(den.scale, src.scale)
 
 
-def test_range_scope_and_bad_range(viewer_model, qtbot, notes):
+def test_range_scope_and_bad_range(viewer_model, qtbot, notes, tmp_path):
     viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=5)
     src = viewer.add_image(noisy, name="stack")
-    w = _widget_for(viewer)
+    w = _widget_for(viewer, tmp_path / "range.zarr")
     w._layer_box.value = src
     w._scope_box.value = SCOPE_RANGE
     assert not w._first_box.native.isHidden() and not w._last_box.native.isHidden()
@@ -239,8 +312,8 @@ def test_range_scope_and_bad_range(viewer_model, qtbot, notes):
     w.run()
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
-    den = viewer.layers["stack denoised"].data
-    assert [bool(den[z].any()) for z in range(4)] == [False, True, True, False]
+    den = np.asarray(viewer.layers["stack denoised"].data)
+    assert [bool(np.isfinite(den[z]).all()) for z in range(4)] == [False, True, True, False]
     w._first_box.value, w._last_box.value = 3, 9
     w.run()
     assert any("outside the stack" in m for m in notes["error"]), notes["error"]
@@ -282,3 +355,101 @@ def test_batch_output_opens_in_napari_with_its_scale(viewer_model, tmp_path):
     level0 = data[0] if layers[0].multiscale else data
     assert tuple(level0.shape) == noisy.shape and np.isfinite(np.asarray(level0)).all()
     np.testing.assert_allclose(layers[0].scale, [2.0, 0.25, 0.25])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A dask LocalCluster with worker processes (as a lab GPU machine would run them)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
+        yield cl
+
+
+def test_cluster_run_from_the_widget_in_a_real_viewer(make_napari_viewer, qtbot, notes, tmp_path, cluster):
+    """Run on a dask cluster: an in-memory layer is sent slice by slice, a TIFF layer is read by path on
+    the workers; both equal a local run at the same seed. Cancel stops the cluster's tasks; the
+    scheduler address is remembered."""
+    zarr = pytest.importorskip("zarr", minversion="3")
+    import tifffile
+
+    from napari_scoredvi import remembered
+
+    viewer = make_napari_viewer()
+    noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=7)
+    mem = viewer.add_image(noisy, name="mem")
+    tif = tmp_path / "filed.tif"
+    tifffile.imwrite(tif, noisy, ome=True, metadata={"axes": "ZYX"})
+    filed = viewer.open(str(tif), plugin="napari")[0]
+    _, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
+    w.preset_override, w._device_box.value, w._run_on_box.value = TINY, "cpu", RUN_HERE
+    w._scope_box.value = SCOPE_ALL
+    local = tmp_path / "local.zarr"
+    w._layer_box.value, w._output_box.value = mem, local
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    ref = zarr.open_array(str(local / "denoised" / "0"))[:]
+
+    w._run_on_box.value = RUN_CLUSTER
+    assert not w._scheduler_box.native.isHidden()
+    w._scheduler_box.value = cluster.scheduler_address
+    for layer, out in ((mem, tmp_path / "mem.zarr"), (filed, tmp_path / "filed.zarr")):
+        w._layer_box.value, w._output_box.value = layer, out
+        w.run()
+        _wait_done(qtbot, w)
+        assert not notes["error"], notes["error"]
+        meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+        assert meta["status"] == "complete" and meta["runs"][-1]["scheduler"] == cluster.scheduler_address
+        np.testing.assert_allclose(zarr.open_array(str(out / "denoised" / "0"))[:], ref, rtol=1e-4, atol=1e-3)
+        assert np.isfinite(np.asarray(viewer.layers[f"{layer.name} denoised"].data)).all()
+    assert meta["parameters"]["input"] == str(tif.resolve())
+    assert remembered.load() == {"run_on": RUN_CLUSTER, "scheduler": cluster.scheduler_address}
+    assert ScoreDVIWidget(viewer)._scheduler_box.value == cluster.scheduler_address  # a new session's widget
+
+    # cancel: the run stops, its tasks are released, the finished slices are kept and resume works
+    out = tmp_path / "cancel.zarr"
+    _slow_stack_run(qtbot, w, mem, out)  # slices are reported one by one, not once their chain is done
+    assert w.worker is not None
+    w.cancel()
+    _wait_done(qtbot, w)
+    client = __import__("distributed").Client(cluster.scheduler_address, set_as_default=False)
+    try:
+        qtbot.waitUntil(lambda: not any(client.processing().values()), timeout=TIMEOUT)
+    finally:
+        client.close()
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
+    assert meta["status"] == "interrupted" and 1 <= sum(flags) < 3, flags
+
+
+def test_closing_napari_mid_run_stops_cleanly(make_napari_viewer, qtbot, notes, tmp_path):
+    """Closing the viewer during a run: no traceback from the worker thread, finished slices on disk."""
+    zarr = pytest.importorskip("zarr", minversion="3")
+    viewer = make_napari_viewer()
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=8)
+    src = viewer.add_image(noisy, name="stack")
+    _, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
+    w._device_box.value, w._run_on_box.value = "cpu", RUN_HERE
+    out = tmp_path / "closed.zarr"
+    _slow_stack_run(qtbot, w, src, out)
+    worker = w.worker
+    assert worker is not None, (notes, w._status.value)
+    viewer.close()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert worker.abort_requested and not notes["error"], notes["error"]
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
+    assert meta["status"] == "interrupted" and 1 <= sum(flags) < 4
+
+
+def test_removing_the_source_layer_stops_its_run(viewer_model, qtbot, notes, tmp_path):
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=9)
+    src = viewer.add_image(noisy, name="stack")
+    w = _widget_for(viewer)
+    _slow_stack_run(qtbot, w, src, tmp_path / "removed.zarr")
+    viewer.layers.remove(src)
+    _wait_done(qtbot, w)
+    assert any("was removed" in m for m in notes["info"]) and not notes["error"], notes
+    flags = __import__("zarr").open_array(str(tmp_path / "removed.zarr" / "done"), mode="r")[:].tolist()
+    assert 1 <= sum(flags) < 4

@@ -7,12 +7,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["Cancelled", "DenoiseResult", "denoise", "denoise_steps", "__version__"]
+__all__ = ["Cancelled", "DenoiseResult", "DenoiseSettings", "denoise", "denoise_steps", "__version__"]
 
 
 def __getattr__(name: str):
     # The engine (and torch, a few seconds to import) loads on first use, so that
     # `napari-scoredvi --help` and the napari manifest stay fast.
+    if name == "DenoiseSettings":
+        from .settings import DenoiseSettings
+
+        return DenoiseSettings
     if name in __all__:
         from . import api
 

@@ -1,107 +1,64 @@
-"""The napari dock widget: denoise the current slice or every slice of an image layer.
+"""The napari dock widget: denoise the current slice, a range or every slice of an image layer.
 
-The per-slice work lives in :func:`denoise_slices`, a plain generator that needs no Qt (tested
-headlessly); the widget drives it in a napari ``thread_worker`` and updates layers as slices finish.
+A thin layer over the headless API: one 2D slice goes through :func:`.stack.denoise_slices` into
+in-memory layers; more slices go through the batch pipeline (:func:`.batch.prepare_run`,
+:meth:`.batch.StackRun.steps`) into an OME-Zarr store on disk, shown as lazy layers that fill in as
+slices finish, here or on a dask.distributed cluster. Both run in a napari thread worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
+    FileEdit,
     FloatSpinBox,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
 )
+from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from . import __version__
+from . import __version__, remembered
 from ._layer_slice import current_index
 from .devices import DEVICE_CHOICES, describe_device, resolve_device
 from .presets import PRESETS, Preset, get_preset
-from .stack import SliceError, denoise_stack_steps, planned_iterations
+from .settings import DenoiseSettings
+from .slice_grid import SliceGrid
+from .stack import denoise_slices, planned_iterations
 
 SCOPE_SLICE = "current 2D slice"
 SCOPE_ALL = "all slices"
 SCOPE_RANGE = "range of slices"
+RUN_HERE = "this computer"
+RUN_CLUSTER = "dask cluster"
 #: layer properties copied from the source onto the outputs (those that exist on the layer)
 COPIED_PROPERTIES = ("scale", "translate", "units", "axis_labels", "affine", "rotate", "shear")
+#: output name in the store -> (layer name suffix, colormap)
+LAYERS = {"denoised": ("denoised", "gray"), "noise_variance": ("noise variance", "magma"),
+          "posterior_std": ("posterior std", "viridis")}
+CLOSE_WAIT_MS = 10_000  # how long closing the widget waits for a running slice to stop
 
 
-def denoise_slices(
-    data,
-    lead_shape: tuple[int, ...],
-    numbers: Sequence[int],
-    denoised: np.ndarray,
-    variance: np.ndarray,
-    preset: str | Preset = "balanced",
-    device: str = "auto",
-    seed: int = 0,
-    lam: float | None = None,
-    posterior_std: np.ndarray | None = None,
-    rgb: bool = False,
-    warm_start: bool = True,
-) -> Generator[dict, None, dict]:
-    """Denoise the 2D slices ``numbers`` (flat slice numbers over the leading axes ``lead_shape``) of
-    ``data`` into ``denoised`` / ``variance`` (and ``posterior_std`` when given), through the same
-    per-slice loop as the batch pipeline (:func:`~napari_scoredvi.stack.denoise_stack_steps`).
+class ClosingGeneratorWorker(GeneratorWorker):
+    """napari's generator worker, but a quit (Cancel, or napari closing) closes the generator in the
+    worker thread, so its cleanup (store status, cluster tasks) runs at once and off the UI thread."""
 
-    RGB(A) data (``rgb=True``, channels last) is denoised jointly over R, G, B (alpha is copied);
-    its variance and std outputs have no channel axis (the mean over R, G, B). Reads one slice at a
-    time (``np.asarray(data[idx])``), so dask/zarr data is never loaded whole. Yields the stack
-    loop's events with ``"index"`` (the slice's leading index) added; closing the generator stops
-    within an iteration. Returns ``{"done": [indices], "error": None | str, "info": last info}``.
-    """
-    done: list[tuple[int, ...]] = []
-    info: dict = {}
-
-    def index(k: int) -> tuple[int, ...]:
-        return tuple(int(i) for i in np.unravel_index(k, lead_shape)) if lead_shape else ()
-
-    def read(k: int) -> np.ndarray:
-        plane = np.asarray(data[index(k)])
-        return plane[..., :3] if rgb else plane
-
-    def write(k: int, result) -> None:
-        idx = index(k)
-        if rgb:
-            denoised[idx + (Ellipsis, slice(0, 3))] = result.denoised
-            if denoised.shape[-1] == 4:  # alpha is not an intensity: keep it
-                denoised[idx + (Ellipsis, 3)] = np.asarray(data[idx])[..., 3]
-            variance[idx] = result.noise_variance.mean(-1)
-            if posterior_std is not None:
-                posterior_std[idx] = np.sqrt(np.mean(result.posterior_std**2, axis=-1))
-        else:
-            denoised[idx] = result.denoised
-            variance[idx] = result.noise_variance
-            if posterior_std is not None:
-                posterior_std[idx] = result.posterior_std
-
-    loop = denoise_stack_steps(read, numbers, write, channel_axis=2 if rgb else None, preset=preset,
-                               device=device, seed=seed, lam=lam, warm_start=warm_start,
-                               posterior_std=posterior_std is not None)
-    try:
-        while True:
-            event = next(loop)
-            event["index"] = index(event["slice"])
-            if event["kind"] == "slice":
-                done.append(event["index"])
-                info = event["info"]
-            yield event
-    except StopIteration:
-        pass
-    except SliceError as exc:
-        where = f"slice {index(exc.number)}: " if lead_shape else ""
-        return {"done": done, "error": f"{where}{exc.__cause__}", "info": info}
-    finally:
-        loop.close()
-    return {"done": done, "error": None, "info": info}
+    def work(self):
+        try:
+            return super().work()
+        finally:
+            self._gen.close()
 
 
 def _auto_device_text() -> str:
@@ -109,6 +66,60 @@ def _auto_device_text() -> str:
         return f"auto = {describe_device(resolve_device('auto'))}"
     except Exception as exc:  # noqa: BLE001 - shown to the user, never raised
         return f"auto: {exc}"
+
+
+def default_output(layer) -> tuple[Path, bool]:
+    """Where a layer's outputs go by default: ``<file>-denoised.zarr`` beside a file-backed input in
+    a folder we can write to, else a temporary folder deleted when napari closes. Returns (path,
+    temporary?)."""
+    src = getattr(getattr(layer, "source", None), "path", None)
+    if src:
+        p = Path(src)
+        name = p.name[: -len(".ome.tif")] if p.name.lower().endswith(".ome.tif") else p.stem
+        folder = p.parent
+        if folder.is_dir() and _writable(folder):
+            return folder / f"{name}-denoised.zarr", False
+    return _temp_folder() / f"{_safe(layer.name)}-denoised.zarr", True
+
+
+_TEMP: list[Path] = []
+
+
+def _temp_folder() -> Path:
+    if not _TEMP:
+        _TEMP.append(Path(tempfile.mkdtemp(prefix="napari-scoredvi-")))
+        atexit.register(shutil.rmtree, _TEMP[0], ignore_errors=True)
+    return _TEMP[0]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "layer"
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def ask_existing_output(path: Path) -> str:
+    """Ask what to do with an existing output store: ``"resume"``, ``"replace"`` or ``"cancel"``."""
+    from qtpy.QtWidgets import QMessageBox
+
+    box = QMessageBox()
+    box.setIcon(QMessageBox.Question)
+    box.setWindowTitle("ScoreDVI: output exists")
+    box.setText(f"The output {str(path)!r} already exists.")
+    box.setInformativeText("Resume keeps its finished slices and does the rest (same layer and settings only). "
+                           "Replace deletes it and starts again.")
+    resume = box.addButton("Resume", QMessageBox.AcceptRole)
+    replace = box.addButton("Replace", QMessageBox.DestructiveRole)
+    box.addButton(QMessageBox.Cancel)
+    box.setDefaultButton(resume)
+    box.exec_()
+    return {resume: "resume", replace: "replace"}.get(box.clickedButton(), "cancel")
 
 
 class ScoreDVIWidget(Container):
@@ -119,9 +130,15 @@ class ScoreDVIWidget(Container):
         self.viewer = napari_viewer
         #: tests (or scripts) may set a :class:`Preset` here to override the preset combo box
         self.preset_override: Preset | None = None
+        #: asked when the output store exists; tests replace it (see :func:`ask_existing_output`)
+        self.ask_existing = ask_existing_output
         self.seed = 0
         self.worker = None
         self.slices_done = 0
+        self._job: dict = {}
+        self._closed = False
+        self._output_auto: str | None = None  # the output path we filled in (not typed by the user)
+        memory = remembered.load()
         # choices from this viewer's layers (not napari's lookup of the viewer around the widget):
         # the widget then works with any viewer it is given, including a ViewerModel in tests
         self._layer_box = ComboBox(label="image", choices=self._image_layers)
@@ -133,6 +150,16 @@ class ScoreDVIWidget(Container):
                                   tooltip="first index along the stack's first axis (inclusive)")
         self._last_box = SpinBox(label="to slice", value=0, min=0, max=100000, visible=False,
                                  tooltip="last index along the stack's first axis (inclusive)")
+        self._output_box = FileEdit(label="output", mode="w", filter="*.zarr", visible=False,
+                                    tooltip="OME-Zarr folder for the outputs of a stack (empty: beside the input "
+                                            "file, or a temporary folder)")
+        self._output_note = Label(value="", visible=False)
+        self._run_on_box = ComboBox(label="run on", choices=[RUN_HERE, RUN_CLUSTER],
+                                    value=memory.get("run_on", RUN_HERE) if memory.get("run_on") in
+                                    (RUN_HERE, RUN_CLUSTER) else RUN_HERE)
+        self._scheduler_box = LineEdit(label="scheduler", value=str(memory.get("scheduler", "")),
+                                       tooltip="address of a dask.distributed scheduler, e.g. tcp://gpu-box:8786")
+        self._scheduler_box.native.setPlaceholderText("tcp://host:8786")
         self._warm_box = CheckBox(text="warm-start each slice from the previous one", value=True,
                                   tooltip="stacks: much faster; each slice's fit starts from its neighbour's")
         self._lam_box = FloatSpinBox(label="prior weight", value=0.0, min=0.0, max=16.0, step=0.25,
@@ -144,20 +171,32 @@ class ScoreDVIWidget(Container):
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(value="")
         self.extend([self._layer_box, self._preset_box, self._device_box, self._device_label, self._scope_box,
-                     self._first_box, self._last_box, self._warm_box, self._lam_box, self._std_box,
-                     self._run_button, self._cancel_button, self._progress, self._status])
-        self._scope_box.changed.connect(self._show_range)
+                     self._first_box, self._last_box, self._output_box, self._output_note, self._run_on_box,
+                     self._scheduler_box, self._warm_box, self._lam_box, self._std_box, self._run_button,
+                     self._cancel_button, self._progress, self._status])
+        self._scope_box.changed.connect(self._show_scope)
+        self._run_on_box.changed.connect(self._show_scope)
+        self._layer_box.changed.connect(self._layer_changed)
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
         # keep the layer list current (also when not docked) and follow the active layer
-        for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            ev.connect(self._refresh_layers)
+        napari_viewer.layers.events.inserted.connect(self._refresh_layers)
+        napari_viewer.layers.events.removed.connect(self._layer_removed)
         napari_viewer.layers.selection.events.active.connect(self._follow_active)
+        self.native.destroyed.connect(self._on_destroyed)
         self._refresh_layers()
+        self._show_scope()
 
-    def _show_range(self, event=None) -> None:
-        ranged = self._scope_box.value == SCOPE_RANGE
-        self._first_box.visible = self._last_box.visible = ranged
+    # -- the form ------------------------------------------------------------------------------
+    def _show_scope(self, event=None) -> None:
+        scope = self._scope_box.value
+        self._first_box.visible = self._last_box.visible = scope == SCOPE_RANGE
+        many = scope != SCOPE_SLICE
+        self._output_box.visible = self._run_on_box.visible = many
+        self._output_note.visible = many and bool(self._output_note.value)
+        self._scheduler_box.visible = many and self._run_on_box.value == RUN_CLUSTER
+        if many:
+            self._suggest_output()
 
     def _image_layers(self, widget=None) -> list[tuple[str, object]]:
         from napari.layers import Image
@@ -177,59 +216,52 @@ class ScoreDVIWidget(Container):
         if isinstance(active, Image) and active in self._layer_box.choices and self.worker is None:
             self._layer_box.value = active
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _current_index(self, layer, lead_ndim: int) -> tuple[int, ...]:
-        """The leading-axis index of the slice the viewer shows, in the layer's data coordinates."""
-        return current_index(self.viewer, layer, lead_ndim)
+    def _layer_changed(self, event=None) -> None:
+        if self._output_box.line_edit.value.strip() in ("", self._output_auto):  # a new layer, a new default
+            self._output_box.line_edit.value = ""
+        self._output_auto = None
+        if self._scope_box.value != SCOPE_SLICE:
+            self._suggest_output()
 
-    def _output_layer(self, source, suffix: str, shape, colormap: str, contrast, rgb: bool = False) -> tuple:
-        """The output layer named ``"<source> <suffix>"``: reused if its shape matches, else (re)created."""
-        name = f"{source.name} {suffix}"
-        if name in self.viewer.layers and self.viewer.layers[name].data.shape == shape \
-                and isinstance(self.viewer.layers[name].data, np.ndarray) and self.viewer.layers[name].rgb == rgb:
-            layer = self.viewer.layers[name]
-            return layer, layer.data
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        arr = np.zeros(shape, np.float32)
-        kwargs = {}
-        for prop in COPIED_PROPERTIES:
-            if hasattr(source, prop):
-                kwargs[prop] = getattr(source, prop)
-        if rgb:
-            kwargs["rgb"] = True
-        else:
-            kwargs["colormap"] = colormap
-        layer = self.viewer.add_image(arr, name=name, contrast_limits=contrast,
-                                      blending="additive" if colormap != "gray" else "translucent", **kwargs)
-        # keep the outputs beside the source in the layer list
-        src_pos = list(self.viewer.layers).index(source)
-        out_pos = list(self.viewer.layers).index(layer)
-        if out_pos != src_pos + 1:
-            self.viewer.layers.move(out_pos, src_pos + 1)
-        return layer, arr
+    def _suggest_output(self) -> None:
+        """Fill the output box with the chosen layer's default, unless the user typed a path."""
+        layer = self._layer_box.value
+        typed = self._output_box.line_edit.value.strip()
+        if layer is None or (typed and typed != self._output_auto):
+            return
+        path, temporary = default_output(layer)
+        self._output_auto = str(path)
+        self._output_box.value = path
+        self._output_note.value = ("temporary folder: deleted when napari closes; pick a folder to keep the "
+                                   "results") if temporary else ""
+        self._output_note.visible = temporary
 
-    def _slice_numbers(self, layer, lead_shape: tuple[int, ...]) -> list[int]:
-        """Flat slice numbers (over ``lead_shape``) that the chosen scope covers."""
-        if not lead_shape:
+    def _settings(self) -> DenoiseSettings:
+        preset = self.preset_override or get_preset(self._preset_box.value)
+        lam = float(self._lam_box.value) or None
+        return DenoiseSettings(preset, self._device_box.value, self.seed, lam, bool(self._warm_box.value))
+
+    def _slice_numbers(self, layer, grid: SliceGrid) -> list[int]:
+        """Slice numbers (of ``grid``, the leading axes) that the chosen scope covers."""
+        if not grid.grid_axes:
             return [0]
         scope = self._scope_box.value
         if scope == SCOPE_ALL:
-            return list(range(int(np.prod(lead_shape))))
+            return list(range(grid.count))
         if scope == SCOPE_RANGE:
             first, last = int(self._first_box.value), int(self._last_box.value)
-            if not (0 <= first <= last < lead_shape[0]):
+            n0 = grid.grid_shape[0]
+            if not (0 <= first <= last < n0):
                 raise ValueError(f"slice range {first}-{last} is outside the stack's first axis "
-                                 f"(0-{lead_shape[0] - 1}); set 'from slice' <= 'to slice' inside it")
-            inner = int(np.prod(lead_shape[1:]))
+                                 f"(0-{n0 - 1}); set 'from slice' <= 'to slice' inside it")
+            inner = grid.count // n0
             return list(range(first * inner, (last + 1) * inner))
-        return [int(np.ravel_multi_index(self._current_index(layer, len(lead_shape)), lead_shape))]
+        return [grid.number(current_index(self.viewer, layer, len(grid.grid_axes)))]
 
     # -- actions ---------------------------------------------------------------------------
     def run(self, layer=None) -> None:
         """Start denoising ``layer`` (default: the one chosen in the widget); errors become notifications."""
         from napari.layers import Image
-        from napari.qt.threading import create_worker
 
         if self.worker is not None:
             show_warning("ScoreDVI is already running; press Cancel first")
@@ -249,52 +281,129 @@ class ScoreDVIWidget(Container):
         if data.ndim < 2 + rgb or np.dtype(data.dtype).kind not in "uif":
             show_error(f"ScoreDVI: cannot denoise data of shape {data.shape} and dtype {data.dtype}")
             return
+        cluster = self._scope_box.value != SCOPE_SLICE and self._run_on_box.value == RUN_CLUSTER
         try:
-            preset = self.preset_override or get_preset(self._preset_box.value)
-            device = self._device_box.value
-            resolve_device(device)
+            settings = self._settings()
+            if not cluster:  # on a cluster the device is chosen on each worker
+                resolve_device(settings.device)
+            grid = SliceGrid.leading(data.shape, data.ndim - 2 - rgb)
+            numbers = self._slice_numbers(layer, grid)
         except (ValueError, RuntimeError) as exc:
             show_error(f"ScoreDVI: {exc}")
             return
-        lead_shape = tuple(int(n) for n in data.shape[: data.ndim - 2 - rgb])
-        try:
-            numbers = self._slice_numbers(layer, lead_shape)
-        except ValueError as exc:
-            show_error(f"ScoreDVI: {exc}")
-            return
-        single = self._scope_box.value == SCOPE_SLICE or not lead_shape
-        warm = self._warm_box.value and not single
-        contrast = tuple(float(c) for c in layer.contrast_limits)
+        on_disk = len(numbers) > 1 and not rgb
+        if len(numbers) > 1 and rgb:
+            show_info("ScoreDVI: RGB stacks are denoised into memory (the OME-Zarr output holds grey stacks)")
+        if on_disk:
+            self._run_to_store(layer, data, numbers, settings, cluster)
+        else:
+            self._run_in_memory(layer, data, grid, numbers, settings, rgb)
+
+    def _run_in_memory(self, layer, data, grid: SliceGrid, numbers: list[int], settings: DenoiseSettings,
+                       rgb: bool) -> None:
         shape = tuple(data.shape)
         map_shape = shape[:-1] if rgb else shape  # RGB: one variance / std map for the three channels
-        den_layer, den = self._output_layer(layer, "denoised", shape, "gray", contrast, rgb=rgb)
-        var_layer, var = self._output_layer(layer, "noise variance", map_shape, "magma", (0.0, 1.0))
-        std_layer, std = None, None
-        if self._std_box.value:
-            std_layer, std = self._output_layer(layer, "posterior std", map_shape, "viridis", (0.0, 1.0))
-        lam = float(self._lam_box.value) or None
-        params = {"source": layer.name, "preset": preset.as_dict(), "device": device, "seed": self.seed,
-                  "scope": self._scope_box.value, "lam": "auto" if lam is None else lam, "warm_start": warm,
+        names = ["denoised", "noise_variance"] + (["posterior_std"] if self._std_box.value else [])
+        layers, arrays = {}, {}
+        for name in names:
+            out_shape = shape if name == "denoised" else map_shape
+            layers[name], arrays[name] = self._memory_layer(layer, name, out_shape, rgb and name == "denoised")
+        gen = denoise_slices(data, grid, numbers, arrays, settings, rgb=rgb)
+        self._start(layer, layers, gen, settings, numbers, arrays=arrays)
+
+    def _run_to_store(self, layer, data, numbers: list[int], settings: DenoiseSettings, cluster: bool) -> None:
+        from .batch import prepare_run
+        from .volume_out import store_exists
+
+        scheduler = None
+        if cluster:
+            scheduler = self._scheduler_box.value.strip()
+            if not scheduler:
+                show_error("ScoreDVI: type the dask scheduler's address (e.g. tcp://gpu-box:8786), or run on "
+                           "this computer")
+                return
+            remembered.remember(run_on=RUN_CLUSTER, scheduler=scheduler)
+        else:
+            remembered.remember(run_on=RUN_HERE)
+        self._suggest_output()
+        out = Path(self._output_box.value).expanduser()
+        if not out.name.endswith(".zarr"):
+            out = out.with_name(out.name + ".zarr")
+        resume = overwrite = False
+        if store_exists(out):
+            choice = self.ask_existing(out)
+            if choice == "cancel":
+                self._status.value = "not started: the output exists"
+                return
+            resume, overwrite = choice == "resume", choice == "replace"
+        try:
+            volume = self._layer_volume(layer, data)
+            run = prepare_run(volume, out, settings, posterior_std=bool(self._std_box.value), resume=resume,
+                              overwrite=overwrite)
+        except (ValueError, OSError) as exc:
+            show_error(f"ScoreDVI: {exc}")
+            return
+        wanted = set(numbers)
+        run.todo = [k for k in run.todo if k in wanted]
+        if not run.todo:
+            show_info(f"ScoreDVI: every asked slice is already done in {str(out)!r}")
+        layers = {name: self._store_layer(layer, name, run.store) for name in run.store.outputs}
+        self._start(layer, layers, run.steps(scheduler), settings, run.todo, store=run.store,
+                    done_before=len(numbers) - len(run.todo), total=len(numbers))
+
+    def _layer_volume(self, layer, data):
+        """The layer as a Volume: its data, read slice by slice; axes, pixel sizes and units from the
+        file it came from when that file holds the same array (workers may then read it by path)."""
+        from .volume_in import axes_from_labels, ngff_unit, open_volume, volume_from_array
+
+        path = getattr(getattr(layer, "source", None), "path", None)
+        if path:
+            try:
+                vol = open_volume(path)
+                if tuple(vol.array.shape) == tuple(data.shape):
+                    return volume_from_array(data, vol.axes, vol.scale, vol.units, str(path))
+            except (ValueError, OSError):
+                pass
+        axes = axes_from_labels(getattr(layer, "axis_labels", None), data.ndim)
+        units = {}
+        for letter, unit in zip(axes, getattr(layer, "units", ()) or ()):
+            name = ngff_unit(str(unit))
+            if name:
+                units[letter] = name
+        scale = list(np.asarray(layer.scale, float)[-data.ndim:])
+        return volume_from_array(data, axes, scale, units)
+
+    def _start(self, layer, layers: dict, gen, settings: DenoiseSettings, numbers: list[int], arrays=None,
+               store=None, done_before: int = 0, total: int | None = None) -> None:
+        params = {"source": layer.name, "preset": settings.preset.as_dict(), "device": settings.device,
+                  "seed": settings.seed, "scope": self._scope_box.value,
+                  "lam": "auto" if settings.lam is None else settings.lam, "warm_start": settings.warm_start,
                   "version": __version__}
-        outputs = [o for o in (den_layer, var_layer, std_layer) if o is not None]
-        for out in outputs:
+        if store is not None:
+            params["store"] = str(store.path)
+        for out in layers.values():
             out.metadata["scoredvi"] = dict(params, slices_done=[])
         self._layer_box.value = layer  # adding the outputs made one of them active
-        self._job = {"layer": layer, "den": den_layer, "var": var_layer, "std": std_layer, "outputs": outputs,
-                     "n": len(numbers), "var_max": 0.0}
-        self.slices_done = 0
-        total = planned_iterations(numbers, preset, warm)
-        self._progress.max = max(total, 1)
+        n = len(numbers)
+        self._job = {"layer": layer, "layers": layers, "arrays": arrays, "store": store, "n": total or n,
+                     "limits": {}, "steps": 0}
+        self.slices_done = done_before
+        iterations = planned_iterations(numbers, settings)
+        self._progress.max = max(iterations, 1)
         self._progress.value = 0
-        self._status.value = f"running on {len(numbers)} slice(s)"
-        gen = denoise_slices(data, lead_shape, numbers, den, var, preset, device, self.seed, lam, std, rgb, warm)
+        self._status.value = f"running on {n} slice(s)" + (f" ({done_before} done before)" if done_before else "")
+
+        def work():
+            result = yield from gen
+            return result
+
         # napari's own progress bar (activity dock) counts the worker's yields: steps plus slices
-        worker = create_worker(lambda: (yield from gen), _start_thread=False,
-                               _progress={"total": total + len(numbers), "desc": f"ScoreDVI {layer.name}"})
+        worker = create_worker(work, _start_thread=False, _worker_class=ClosingGeneratorWorker,
+                               _progress={"total": iterations + n, "desc": f"ScoreDVI {layer.name}"})
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
-        worker.errored.connect(lambda exc: show_error(f"ScoreDVI failed: {exc}"))
+        worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self._run_button.enabled = False
@@ -302,47 +411,143 @@ class ScoreDVIWidget(Container):
         worker.start()
 
     def cancel(self) -> None:
-        """Stop after the current iteration; finished slices stay in the output layers."""
+        """Stop after the current iteration; finished slices stay (in the layers, and on disk)."""
         if self.worker is not None:
             self.worker.quit()
 
+    # -- output layers ---------------------------------------------------------------------
+    def _add_output(self, source, name: str, data, rgb: bool = False, **kwargs):
+        """Add (or replace) the output layer ``"<source> <suffix>"`` beside the source."""
+        suffix, colormap = LAYERS[name]
+        layer_name = f"{source.name} {suffix}"
+        if layer_name in self.viewer.layers:
+            self.viewer.layers.remove(layer_name)
+        for prop in COPIED_PROPERTIES:
+            if hasattr(source, prop):
+                kwargs[prop] = getattr(source, prop)
+        if rgb:
+            kwargs["rgb"] = True
+        else:
+            kwargs["colormap"] = colormap
+        contrast = tuple(float(c) for c in source.contrast_limits) if name == "denoised" else (0.0, 1.0)
+        layer = self.viewer.add_image(data, name=layer_name, contrast_limits=contrast,
+                                      blending="additive" if colormap != "gray" else "translucent", **kwargs)
+        # keep the outputs beside the source in the layer list
+        src_pos = list(self.viewer.layers).index(source)
+        out_pos = list(self.viewer.layers).index(layer)
+        if out_pos != src_pos + 1:
+            self.viewer.layers.move(out_pos, src_pos + 1)
+        return layer
+
+    def _memory_layer(self, source, name: str, shape, rgb: bool = False) -> tuple:
+        """An in-memory output layer, reused (and its array) if it already has this shape."""
+        suffix = LAYERS[name][0]
+        existing = self.viewer.layers[f"{source.name} {suffix}"] if f"{source.name} {suffix}" in self.viewer.layers \
+            else None
+        if existing is not None and isinstance(existing.data, np.ndarray) and existing.data.shape == shape \
+                and existing.rgb == rgb:
+            return existing, existing.data
+        arr = np.zeros(shape, np.float32)  # pages not yet written take no memory
+        return self._add_output(source, name, arr, rgb), arr
+
+    def _store_layer(self, source, name: str, store):
+        """A lazy layer over output ``name`` of the store: read slice by slice, not cached, so it shows
+        each slice as soon as it is written (NaN, blank, before)."""
+        import dask.array as da
+
+        return self._add_output(source, name, da.from_zarr(store.array(name)), cache=False)
+
     # -- worker callbacks (main thread) -----------------------------------------------------
     def _on_yielded(self, event: dict) -> None:
+        if self._closed:
+            return
         job = self._job
+        if event["kind"] in ("start", "idle"):
+            return
         if event["kind"] == "step":
-            job["steps"] = job.get("steps", 0) + 1
+            job["steps"] += 1
             self._progress.value = min(job["steps"], self._progress.max)
             return
-        idx = event["index"]
+        idx = tuple(event["index"])
         self.slices_done += 1
-        finite = job["var"].data[idx]
-        vmax = float(np.nanpercentile(finite, 99.5)) if finite.size else 0.0
-        job["var_max"] = max(job["var_max"], vmax)
-        if job["var_max"] > 0:
-            job["var"].contrast_limits = (0.0, job["var_max"])
-        if job["std"] is not None:
-            job["std_max"] = max(job.get("std_max", 0.0), float(np.nanpercentile(job["std"].data[idx], 99.5)))
-            if job["std_max"] > 0:
-                job["std"].contrast_limits = (0.0, job["std_max"])
-        for out in job["outputs"]:
-            out.metadata["scoredvi"]["slices_done"].append([int(i) for i in idx])
-            out.refresh()
+        for name, layer in job["layers"].items():
+            if layer not in self.viewer.layers:  # the user removed it: the run goes on without it
+                continue
+            if name != "denoised":
+                self._update_limits(name, layer, idx)
+            layer.metadata["scoredvi"]["slices_done"].append([int(i) for i in idx])
+            layer.refresh()
         self._status.value = f"{self.slices_done}/{job['n']} slice(s) done"
 
-    def _on_returned(self, result: dict) -> None:
-        if result["error"]:
+    def _update_limits(self, name: str, layer, idx: tuple) -> None:
+        """Stretch a map layer's contrast to the 99.5th percentile seen so far."""
+        job = self._job
+        if job["arrays"] is not None:
+            plane = job["arrays"][name][idx]
+        else:
+            plane = job["store"].array(name)[idx]
+        finite = np.asarray(plane)
+        finite = finite[np.isfinite(finite)]
+        vmax = float(np.percentile(finite, 99.5)) if finite.size else 0.0
+        job["limits"][name] = max(job["limits"].get(name, 0.0), vmax)
+        if job["limits"][name] > 0:
+            layer.contrast_limits = (0.0, job["limits"][name])
+
+    def _on_returned(self, result) -> None:
+        if self._closed:
+            return
+        job = self._job
+        if isinstance(result, dict) and result.get("error"):
             show_error(f"ScoreDVI: {result['error']} ({len(result['done'])} slice(s) finished before)")
             return
-        for out in self._job["outputs"]:
-            out.metadata["scoredvi"]["info"] = result["info"]
+        if self.worker is not None and self.worker.abort_requested:
+            return  # _on_aborted says it
+        info = result.get("info") if isinstance(result, dict) else None
+        for out in job["layers"].values():
+            if info is not None:
+                out.metadata["scoredvi"]["info"] = info
         self._progress.value = self._progress.max
-        show_info(f"ScoreDVI: denoised {len(result['done'])} slice(s) of {self._job['layer'].name!r}")
+        where = f" into {str(job['store'].path)!r}" if job["store"] is not None else ""
+        show_info(f"ScoreDVI: denoised {self.slices_done} slice(s) of {job['layer'].name!r}{where}")
+
+    def _on_errored(self, exc: Exception) -> None:
+        if not self._closed:
+            show_error(f"ScoreDVI failed: {exc}")
 
     def _on_aborted(self) -> None:
-        show_info(f"ScoreDVI cancelled: {self.slices_done} of {self._job['n']} slice(s) done (kept)")
+        if self._closed:
+            return
+        kept = " (kept on disk: Run again to resume)" if self._job.get("store") is not None else " (kept)"
+        show_info(f"ScoreDVI cancelled: {self.slices_done} of {self._job['n']} slice(s) done{kept}")
         self._status.value = f"cancelled: {self.slices_done}/{self._job['n']} slice(s) done"
 
     def _on_finished(self) -> None:
         self.worker = None
+        if self._closed:
+            return
         self._run_button.enabled = True
         self._cancel_button.enabled = False
+
+    # -- closing -----------------------------------------------------------------------------
+    def _layer_removed(self, event=None) -> None:
+        """Removing the source layer of a run stops it (finished slices are kept)."""
+        removed = getattr(event, "value", None)
+        if self.worker is not None and removed is not None and removed is self._job.get("layer"):
+            show_info(f"ScoreDVI: {removed.name!r} was removed; stopping its run")
+            self.cancel()
+        self._refresh_layers()
+
+    def _on_destroyed(self, *args) -> None:
+        """The widget (or napari) is closing: stop the run cleanly and wait for its current slice."""
+        self._closed = True
+        worker = self.worker
+        if worker is not None:
+            worker.quit()
+            worker.await_workers(CLOSE_WAIT_MS)
+        for ev, cb in ((self.viewer.layers.events.inserted, self._refresh_layers),
+                       (self.viewer.layers.events.removed, self._layer_removed),
+                       (self.viewer.layers.selection.events.active, self._follow_active)):
+            try:
+                ev.disconnect(cb)
+            except Exception:  # noqa: BLE001 - already disconnected
+                pass

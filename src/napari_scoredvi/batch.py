@@ -50,6 +50,7 @@ from .volume_out import (
 __all__ = ["ATTRS_KEY", "OUTPUTS", "StackRun", "denoise_volume", "prepare_run"]
 
 SAVE_EVERY_S = 2.0  # rewrite the provenance attributes at most this often during a run (and at its end)
+CONNECT_TIMEOUT_S = 10  # seconds to reach a dask scheduler
 POLL_S = 0.1  # how often a cluster run looks for finished tasks and workers' progress
 #: Called as ``progress(done, total, record)``: once at the start with ``record=None``, then after each slice.
 BatchProgress = Callable[[int, int, "dict | None"], object]
@@ -109,7 +110,8 @@ class StackRun:
     def steps(self, scheduler=None) -> Generator[dict, None, None]:
         """Run it, yielding events: ``{"kind": "start", "done", "total"}`` first, then
         ``{"kind": "step", "slice", "label", "step", "total"}`` per iteration and ``{"kind": "slice",
-        "slice", "index", "record", "done", "total"}`` per slice written. Closing the generator stops
+        "slice", "index", "record", "done", "total"}`` per slice written (on a cluster also ``{"kind":
+        "idle"}`` while waiting for workers). Closing the generator stops
         the run (local: within an iteration; cluster: its tasks are cancelled and stop at their next
         step); the finished slices are kept. A failing slice raises RuntimeError naming it.
 
@@ -132,7 +134,7 @@ class StackRun:
             yield {"kind": "start", "done": n_done, "total": self.n}
             source = _local(self) if scheduler is None else _on_cluster(self, scheduler)
             for event in source:
-                if event["kind"] == "step":
+                if event["kind"] != "slice":
                     yield event
                     continue
                 k, record = event["slice"], event["record"]
@@ -262,7 +264,7 @@ def denoise_volume(
             elif event["kind"] == "slice":
                 if progress is not None:
                     progress(event["done"], event["total"], event["record"])
-            elif step_progress is not None:
+            elif event["kind"] == "step" and step_progress is not None:
                 step_progress(event["label"], event["step"], event["total"])
     finally:
         events.close()
@@ -343,7 +345,7 @@ def run_chain(job: SliceJob, numbers: list[int], planes: dict[int, np.ndarray] |
         if event["kind"] == "step":
             if worker is not None:
                 worker.log_event(topic, {"slice": event["slice"], "step": event["step"], "total": event["total"]})
-            if cancel is not None and time.monotonic() - last_check > 0.5:
+            if cancel is not None and time.monotonic() - last_check > 0.5:  # a scheduler round trip
                 last_check = time.monotonic()
                 if cancel.is_set():
                     raise RunCancelled(f"run {job.run_id} cancelled")
@@ -353,6 +355,8 @@ def run_chain(job: SliceJob, numbers: list[int], planes: dict[int, np.ndarray] |
         if not job.write_here and not isinstance(record, BaseException):
             position = job.grid.position(k)
             arrays = {name: outputs[name].pop(position) for name in job.outputs}
+        elif worker is not None and not isinstance(record, BaseException):  # written: say so now
+            worker.log_event(topic, {"kind": "slice", "slice": k, "record": record})
         results.append((k, record, arrays))
     return results
 
@@ -372,7 +376,15 @@ def _on_cluster(run: StackRun, scheduler) -> Generator[dict, None, None]:
     """Run the chains of ``run.todo`` on a dask.distributed cluster; yield events as locally."""
     from distributed import Client, Event
 
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    if isinstance(scheduler, Client):
+        client = scheduler
+    else:
+        # not the process's default dask scheduler: napari's own dask layers must keep computing here
+        try:
+            client = Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise OSError(f"could not connect to the dask scheduler at {scheduler!r} ({exc}); check the address "
+                          "and that `dask scheduler` runs there (docs/napari.md), or run on this computer") from exc
     run_id = uuid.uuid4().hex[:12]
     topic = f"scoredvi-{run_id}"
     reports: queue.SimpleQueue = queue.SimpleQueue()
@@ -394,6 +406,7 @@ def _on_cluster(run: StackRun, scheduler) -> Generator[dict, None, None]:
                 planes = {j: client.scatter(read_slice(run.volume.array, job.grid.index(j))) for j in fitted}
             futures.append(client.submit(run_chain, job, ks, planes, key=f"scoredvi-{run_id}-chain-{c}", pure=False))
         pending = list(futures)
+        reported: set[int] = set()  # slices whose "written" report came before their chain's result
         while pending:
             while True:
                 try:
@@ -401,10 +414,16 @@ def _on_cluster(run: StackRun, scheduler) -> Generator[dict, None, None]:
                 except queue.Empty:
                     break
                 k = msg["slice"]
-                yield {"kind": "step", "slice": k, "label": job.label(k), "step": msg["step"], "total": msg["total"]}
+                if msg.get("kind") == "slice":
+                    reported.add(k)
+                    yield {"kind": "slice", "slice": k, "record": msg["record"]}
+                else:
+                    yield {"kind": "step", "slice": k, "label": job.label(k), "step": msg["step"],
+                           "total": msg["total"]}
             finished = [f for f in pending if f.done()]
             if not finished:
                 time.sleep(POLL_S)
+                yield {"kind": "idle"}  # lets the caller stop the run while the workers are busy
                 continue
             for fut in finished:
                 pending.remove(fut)
@@ -415,6 +434,8 @@ def _on_cluster(run: StackRun, scheduler) -> Generator[dict, None, None]:
                     yield {"kind": "slice", "slice": chains[c][0], "record": exc}
                     continue
                 for k, record, arrays in results:
+                    if k in reported:
+                        continue
                     if arrays is not None:
                         idx = job.grid.index(k)
                         for name, value in arrays.items():

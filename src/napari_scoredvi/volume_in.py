@@ -20,6 +20,11 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 AMBIGUOUS_TIFF_AXES = set("QI")  # tifffile's letters for "some stack axis, meaning unknown"
 #: the axes assumed for a 3D input that does not say (a stack of 2D frames); more dimensions must be given
 DEFAULT_3D_AXES = "ZYX"
+#: the axes given to an in-memory array (a napari layer) whose axis labels say nothing, by dimensions
+DEFAULT_AXES = {2: "YX", 3: DEFAULT_3D_AXES, 4: "TZYX", 5: "TCZYX"}
+#: axis labels (lower case) that name an axis letter
+_LABEL_LETTERS = {"t": "T", "time": "T", "c": "C", "ch": "C", "channel": "C", "channels": "C", "z": "Z",
+                  "depth": "Z", "plane": "Z", "slice": "Z", "y": "Y", "x": "X"}
 #: words in tifffile's log messages that mean the file itself is cut short or overwritten
 _DAMAGE_WORDS = ("invalid page offset", "invalid value offset", "corrupt", "truncat")
 
@@ -79,6 +84,33 @@ def check_axes(axes: str, shape: tuple[int, ...]) -> str:
             "2D Y-X slices. Images with interleaved colour samples (Y X S) are not supported yet"
         )
     return axes
+
+
+def axes_from_labels(labels, ndim: int) -> str:
+    """Axis letters for an array of ``ndim`` dimensions from its axis labels (e.g. napari's
+    ``("z", "y", "x")`` or ``("time", "y", "x")``); :data:`DEFAULT_AXES` where they do not say."""
+    letters = [_LABEL_LETTERS.get(str(label).strip().lower()) for label in (labels or ())]
+    axes = "".join(letters) if len(letters) == ndim and all(letters) else ""
+    if axes and len(set(axes)) == ndim and axes.endswith("YX"):
+        return axes
+    if ndim not in DEFAULT_AXES:
+        raise ValueError(f"the image has {ndim} dimensions; stacks of up to 5 (T, C, Z, Y, X) are supported: "
+                         "split it into smaller stacks first")
+    return DEFAULT_AXES[ndim]
+
+
+def volume_from_array(array, axes: str, scale: list[float] | None = None, units: dict[str, str] | None = None,
+                      source: str = "") -> Volume:
+    """An in-memory or lazy array (numpy, dask, zarr; e.g. a napari layer's data) as a :class:`Volume`,
+    read one 2D slice at a time. source: the file it was read from, if any (else "")."""
+    shape = tuple(int(s) for s in array.shape)
+    axes = check_axes(axes, shape)
+    if not isinstance(array, da.Array):  # a view, chunked by slice: nothing is copied
+        array = da.from_array(array, chunks=(1,) * (len(shape) - 2) + shape[-2:], asarray=False)
+    if array.dtype.kind not in "uif":
+        raise ValueError(f"the image has dtype {array.dtype}; need an integer or float image")
+    scale = [float(v) for v in scale] if scale is not None else [1.0] * len(shape)
+    return Volume(array, axes, scale, dict(units or {}), False, source)
 
 
 def open_volume(path: str | Path, axes: str | None = None) -> Volume:
