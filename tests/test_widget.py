@@ -314,6 +314,8 @@ def test_range_scope_and_bad_range(viewer_model, qtbot, notes, tmp_path):
     assert not notes["error"], notes["error"]
     den = np.asarray(viewer.layers["stack denoised"].data)
     assert [bool(np.isfinite(den[z]).all()) for z in range(4)] == [False, True, True, False]
+    meta = pytest.importorskip("zarr").open_group(str(tmp_path / "range.zarr"), mode="r").attrs["napari_scoredvi"]
+    assert meta["status"] == "partial" and meta["parameters"]["input"] == "napari layer 'stack'"
     w._first_box.value, w._last_box.value = 3, 9
     w.run()
     assert any("outside the stack" in m for m in notes["error"]), notes["error"]

@@ -371,7 +371,7 @@ class ScoreDVIWidget(Container):
             if name:
                 units[letter] = name
         scale = list(np.asarray(layer.scale, float)[-data.ndim:])
-        return volume_from_array(data, axes, scale, units)
+        return volume_from_array(data, axes, scale, units, name=layer.name)
 
     def _start(self, layer, layers: dict, gen, settings: DenoiseSettings, numbers: list[int], arrays=None,
                store=None, done_before: int = 0, total: int | None = None) -> None:

@@ -154,7 +154,8 @@ class StackRun:
                     last_save = time.monotonic()
                 yield {"kind": "slice", "slice": k, "index": job.grid.position(k), "record": record,
                        "done": n_done, "total": self.n}
-            meta["status"] = "complete"
+            # a run over some slices only (the widget's range) leaves the others to do
+            meta["status"] = "complete" if self.store.done().all() else "partial"
         except BaseException:  # GeneratorExit (closed), KeyboardInterrupt, errors
             meta["status"] = "failed" if failed else "interrupted"
             raise
@@ -513,7 +514,8 @@ def _make_job(vol: Volume, in_path: Path | None, out_path: Path, channel_axis, s
 def _parameters(job: SliceJob, vol: Volume) -> dict:
     """What must match for a resumed run to continue an earlier one."""
     s = job.settings
-    return {"input": job.input_path, "input_shape": list(vol.array.shape), "input_dtype": str(vol.array.dtype),
+    named = f"napari layer {vol.name!r}" if vol.name else ""
+    return {"input": job.input_path or named, "input_shape": list(vol.array.shape), "input_dtype": str(vol.array.dtype),
             "axes": job.axes, "channel_axis": job.channel_axis, "preset": s.preset.as_dict(), "seed": s.seed,
             "lam": s.lam, "outputs": list(job.outputs), "warm_start": s.warm_start}
 

@@ -46,6 +46,8 @@ class Volume:
     array: dask array, any shape (..., Y, X). axes: one letter per dimension, e.g. ``"TZCYX"``.
     scale: physical size of one step along each axis (1.0 where unknown). units: NGFF unit name per
     axis letter, where known. axes_from_metadata: True if axes came from OME/ImageJ/NGFF metadata.
+    source: the file it is read from ("" for an in-memory array). name: what an in-memory array is
+    called (a napari layer's name), recorded in the provenance so that a resume checks it.
     """
 
     array: da.Array
@@ -54,6 +56,7 @@ class Volume:
     units: dict[str, str] = field(default_factory=dict)
     axes_from_metadata: bool = False
     source: str = ""
+    name: str = ""
 
 
 def ngff_unit(unit) -> str | None:
@@ -100,9 +103,10 @@ def axes_from_labels(labels, ndim: int) -> str:
 
 
 def volume_from_array(array, axes: str, scale: list[float] | None = None, units: dict[str, str] | None = None,
-                      source: str = "") -> Volume:
+                      source: str = "", name: str = "") -> Volume:
     """An in-memory or lazy array (numpy, dask, zarr; e.g. a napari layer's data) as a :class:`Volume`,
-    read one 2D slice at a time. source: the file it was read from, if any (else "")."""
+    read one 2D slice at a time. source: the file it was read from, if any (else ""). name: what it
+    is called (e.g. the layer's name)."""
     shape = tuple(int(s) for s in array.shape)
     axes = check_axes(axes, shape)
     if not isinstance(array, da.Array):  # a view, chunked by slice: nothing is copied
@@ -110,7 +114,7 @@ def volume_from_array(array, axes: str, scale: list[float] | None = None, units:
     if array.dtype.kind not in "uif":
         raise ValueError(f"the image has dtype {array.dtype}; need an integer or float image")
     scale = [float(v) for v in scale] if scale is not None else [1.0] * len(shape)
-    return Volume(array, axes, scale, dict(units or {}), False, source)
+    return Volume(array, axes, scale, dict(units or {}), False, source, name)
 
 
 def open_volume(path: str | Path, axes: str | None = None) -> Volume:
