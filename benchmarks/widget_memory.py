@@ -8,8 +8,11 @@ value, never written to disk), and runs the ScoreDVI widget on slices 0 .. N-1 (
 slices", outputs to an OME-Zarr store, shown as lazy layers). It prints the peak resident set size
 of the napari process (Linux ``ru_maxrss``, the worker thread included) before and after the run,
 and the seconds per slice. Memory flat in N means a whole-stack run peaks at the same level.
+With ``--cluster`` the widget runs on a dask ``LocalCluster`` (one worker process, one thread),
+started in the napari process and driven by its scheduler address, as a lab GPU machine would be;
+the peak is then the napari process's alone (the worker's is not counted).
 
-    QT_QPA_PLATFORM=offscreen xvfb-run -a python benchmarks/widget_memory.py --slices 1 3 --size 2048 --depth 200
+    QT_QPA_PLATFORM=offscreen xvfb-run -a python benchmarks/widget_memory.py --slices 2 4 --size 2048 --depth 200
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import json, resource, sys, time
 import numpy as np, zarr, dask.array as da, torch
 n, size, depth, preset, threads, tmp = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
                                         int(sys.argv[5]), sys.argv[6])
+cluster = sys.argv[7] == "cluster"
 torch.set_num_threads(threads)
 import napari
 from qtpy.QtWidgets import QApplication
-from napari_scoredvi._widget import RUN_HERE, SCOPE_RANGE, ScoreDVIWidget
+from napari_scoredvi._widget import RUN_CLUSTER, RUN_HERE, SCOPE_RANGE, ScoreDVIWidget
 from napari_scoredvi.samples import add_camera_noise, clean_fluorescence
 
 src = zarr.open_array(f"{tmp}/in.zarr", mode="w", shape=(depth, size, size), chunks=(1, size, size),
@@ -42,6 +46,10 @@ layer = viewer.add_image(da.from_zarr(zarr.open_array(f"{tmp}/in.zarr", mode="r"
                          contrast_limits=(0, 4000))
 w = ScoreDVIWidget(viewer)
 w._preset_box.value, w._device_box.value, w._run_on_box.value = preset, "cpu", RUN_HERE
+if cluster:
+    from distributed import LocalCluster
+    lc = LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None)
+    w._run_on_box.value, w._scheduler_box.value = RUN_CLUSTER, lc.scheduler_address
 w._layer_box.value = layer
 w._scope_box.value = SCOPE_RANGE
 w._first_box.value, w._last_box.value = 0, n - 1
@@ -73,14 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--depth", type=int, default=200)
     p.add_argument("--preset", default="fast")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cluster", action="store_true", help="run on a dask LocalCluster through its address")
     args = p.parse_args(argv)
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: napari widget, {args.depth} x {args.size} x {args.size} uint16 Zarr "
-          f"layer, preset {args.preset}, CPU, {args.threads} torch threads")
+          f"layer, preset {args.preset}, CPU, {args.threads} torch threads"
+          + (", on a dask LocalCluster (1 worker process)" if args.cluster else ", in the napari process"))
     print(f"{'slices':>6s} {'RSS before MB':>14s} {'peak RSS MB':>12s} {'s/slice':>8s}  output layer")
     for n in args.slices:
         with tempfile.TemporaryDirectory() as tmp:
             out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.size), str(args.depth), args.preset,
-                                  str(args.threads), tmp], capture_output=True, text=True)
+                                  str(args.threads), tmp, "cluster" if args.cluster else "here"],
+                                 capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"run with {n} slice(s) failed:\n{out.stderr[-3000:]}")
         r = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
