@@ -24,7 +24,7 @@ from .uncertainty import noise_variance_map, tweedie_posterior_variance
 
 DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
 MAX_RETRIES = 2
-TILE = 1024  # the final pass runs on tiles of at most TILE x TILE pixels ...
+TILE = 1024  # the priors' estimates and the final pass run on tiles of at most TILE x TILE pixels ...
 TILE_OVERLAP = 64  # ... blended linearly over this many pixels, so large frames fit in memory
 
 
@@ -61,8 +61,13 @@ def _crops(
 @torch.no_grad()
 def prior_estimates(y: torch.Tensor, priors: list, ensemble: int = 1) -> torch.Tensor:
     """Each prior denoiser applied to the noisy image (averaged over ``ensemble`` flips/rotations):
-    (K, C, H, W) from ``y`` (C, H, W)."""
-    return torch.stack([self_ensemble(prior, y[None], ensemble)[0] for prior in priors])
+    (K, C, H, W) from ``y`` (C, H, W), tiled when large (the priors' feature maps of a whole
+    2048 x 2048 frame would take about 1.7 GB)."""
+
+    def tile(rows: slice, cols: slice) -> torch.Tensor:
+        return torch.stack([self_ensemble(prior, y[None, :, rows, cols], ensemble)[0] for prior in priors])
+
+    return _tiled(tile, (len(priors), y.shape[0]), y.shape[-2:], y.device)
 
 
 def _ramp(n: int, overlap: int, first: bool, last: bool, device) -> torch.Tensor:
@@ -83,6 +88,28 @@ def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
+def _tiled(fn, lead: tuple[int, ...], size: tuple[int, int], device) -> torch.Tensor:
+    """``fn(rows, cols)`` -> (*lead, th, tw) over tiles of at most TILE x TILE pixels of an image of
+    ``size`` (H, W), blended linearly over TILE_OVERLAP pixels: (*lead, H, W) float32. One tile
+    (the whole image) when it is small enough."""
+    h, w = size
+    acc = torch.zeros(*lead, h, w, device=device, dtype=torch.float32)
+    norm = torch.zeros(h, w, device=device, dtype=torch.float32)
+    rows, cols = _tile_starts(h, TILE, TILE_OVERLAP), _tile_starts(w, TILE, TILE_OVERLAP)
+    th, tw = min(TILE, h), min(TILE, w)
+    for r in rows:
+        for cc in cols:
+            out = fn(slice(r, r + th), slice(cc, cc + tw))
+            if len(rows) == len(cols) == 1:
+                return out.float()
+            weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], device)[:, None] * _ramp(
+                tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], device
+            )[None, :]
+            acc[..., r : r + th, cc : cc + tw] += out * weight
+            norm[r : r + th, cc : cc + tw] += weight
+    return acc / norm
+
+
 @torch.no_grad()
 def _outputs(
     nets: torch.nn.Module, y: torch.Tensor, guide: torch.Tensor, priors: list, preset: Preset,
@@ -97,40 +124,30 @@ def _outputs(
     noise level function at the denoised intensity, and Tweedie's ``J S`` for the mixture of priors
     ``sum_k r_k D_k`` at the noisy image (NaN without ``posterior``: it costs 2 x K prior passes).
     """
-    c, h, w = y.shape
-    acc = torch.zeros(4, c, h, w, device=y.device, dtype=torch.float32)
-    norm = torch.zeros(1, 1, h, w, device=y.device, dtype=torch.float32)
-    rows, cols = _tile_starts(h, TILE, TILE_OVERLAP), _tile_starts(w, TILE, TILE_OVERLAP)
     gen = torch.Generator(device=y.device).manual_seed(seed + 1)
-    for r in rows:
-        for cc in cols:
-            th, tw = min(TILE, h), min(TILE, w)
-            y_t, guide_t = y[:, r : r + th, cc : cc + tw], guide[..., r : r + th, cc : cc + tw]
-            q = nets(y_t[None], guide_t[None])
-            resp = q.r[0]  # (K, 1, th, tw)
-            if preset.final_denoise:
-                den = sum(resp[k] * self_ensemble(prior, q.mu[:, k], preset.ensemble)[0]
-                          for k, prior in enumerate(priors))
-            else:
-                den = q.denoised()[0]
-            noise_var = noise_variance_map(den, noise.levels)
 
-            def mixture(v: torch.Tensor, resp=resp) -> torch.Tensor:
-                return sum(resp[k] * prior(v) for k, prior in enumerate(priors))
+    def tile(rows: slice, cols: slice) -> torch.Tensor:
+        y_t, guide_t = y[:, rows, cols], guide[..., rows, cols]
+        q = nets(y_t[None], guide_t[None])
+        resp = q.r[0]  # (K, 1, th, tw)
+        if preset.final_denoise:
+            den = sum(resp[k] * self_ensemble(prior, q.mu[:, k], preset.ensemble)[0] for k, prior in enumerate(priors))
+        else:
+            den = q.denoised()[0]
+        noise_var = noise_variance_map(den, noise.levels)
 
-            if posterior:
-                # the guide is D_k(y) already when it is not a self-ensemble average
-                base = (resp * guide_t).sum(0) if preset.ensemble == 1 else mixture(y_t[None])[0]
-                post_var = tweedie_posterior_variance(mixture, y_t, base, noise_var, gen, lag1=noise.lag1)
-            else:
-                post_var = torch.full_like(noise_var, float("nan"))
-            out = torch.stack([den, noise_var, post_var, q.posterior_std()[0]])
-            weight = _ramp(th, TILE_OVERLAP, r == rows[0], r == rows[-1], y.device)[:, None] * _ramp(
-                tw, TILE_OVERLAP, cc == cols[0], cc == cols[-1], y.device
-            )[None, :]
-            acc[:, :, r : r + th, cc : cc + tw] += out * weight
-            norm[..., r : r + th, cc : cc + tw] += weight
-    acc /= norm
+        def mixture(v: torch.Tensor) -> torch.Tensor:
+            return sum(resp[k] * prior(v) for k, prior in enumerate(priors))
+
+        if posterior:
+            # the guide is D_k(y) already when it is not a self-ensemble average
+            base = (resp * guide_t).sum(0) if preset.ensemble == 1 else mixture(y_t[None])[0]
+            post_var = tweedie_posterior_variance(mixture, y_t, base, noise_var, gen, lag1=noise.lag1)
+        else:
+            post_var = torch.full_like(noise_var, float("nan"))
+        return torch.stack([den, noise_var, post_var, q.posterior_std()[0]])
+
+    acc = _tiled(tile, (4, y.shape[0]), y.shape[-2:], y.device)
     return acc[0], acc[1], acc[2], acc[3]
 
 
