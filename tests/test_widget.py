@@ -422,6 +422,14 @@ def test_cluster_run_from_the_widget_in_a_real_viewer(make_napari_viewer, qtbot,
     meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
     flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
     assert meta["status"] == "interrupted" and 1 <= sum(flags) < 3, flags
+    kept = zarr.open_array(str(out / "denoised" / "0"))[0]
+    w.ask_existing = lambda path: "resume"
+    w.run()  # resume on the cluster: the finished slices are kept, the rest is done
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    assert meta["status"] == "complete" and [r["resumed"] for r in meta["runs"]] == [False, True]
+    np.testing.assert_array_equal(zarr.open_array(str(out / "denoised" / "0"))[0], kept)
 
 
 def test_closing_napari_mid_run_stops_cleanly(make_napari_viewer, qtbot, notes, tmp_path):
