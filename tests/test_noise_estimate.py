@@ -95,3 +95,26 @@ def test_independent_noise_on_fine_texture_is_measured_at_full_resolution(seed):
         # the stride-4 estimate alone reads the texture as noise
         assert estimate_noise_level_function(noisy).variance(level) > 1.15 * (a * level + b)
     assert model.levels[0].slope == pytest.approx(a, rel=0.15)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_heavy_tailed_noise_is_not_taken_for_texture(seed):
+    # skewed, heavy-tailed independent noise (Gamma, shape 2: kurtosis 6, like the dark W2S frames),
+    # variance 0.5 I + 4: the full-resolution flatness test ignores each patch's 2 largest differences,
+    # so that patches with one bright outlier still count
+    from napari_scoredvi.noise_estimate import estimate_noise
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:256, 0:256]
+    clean = 140 + 40 * np.sin(xx / 40) * np.cos(yy / 30)
+    shape_k = 2.0
+    unit = (rng.gamma(shape_k, 1.0, clean.shape) - shape_k) / np.sqrt(shape_k)
+    noisy = clean + np.sqrt(0.5 * clean + 4) * unit
+    model = estimate_noise(noisy)
+    untrimmed = estimate_noise_level_function(noisy, stride=1)
+    truth = np.mean(0.5 * clean + 4)
+    assert np.mean(model.levels[0].variance(clean)) == pytest.approx(truth, rel=0.07)
+    # the plain test reads it lower
+    assert np.mean(untrimmed.variance(clean)) < np.mean(model.levels[0].variance(clean))
+    for level in np.percentile(clean, [10, 90]):
+        assert model.levels[0].variance(level) == pytest.approx(0.5 * level + 4, rel=0.12)
