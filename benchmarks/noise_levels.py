@@ -13,7 +13,10 @@ fitted slopes, target 0.9-1.1), on the synthetic Poisson-Gaussian sets and the W
   trimmed flatness test when the noise is pixel-independent).
 
 Per image it also prints ``dark_kurt``, the kurtosis of the true noise (noisy - clean) over the
-darkest 10 % of clean pixels (3 for Gaussian noise). It takes seconds per image, so it is the quick
+darkest 10 % of clean pixels (3 for Gaussian noise), and, on the synthetic sets, ``clean_reads``:
+the engine's estimator run on the *clean* image, binned the same way, as a share of the true noise
+variance (worst bin): how much of the noise the clean image's own fine texture or grain already
+looks like, which no single-image estimator can tell from the noise. It takes seconds per image, so it is the quick
 check while working on the estimator.
 
     python benchmarks/noise_levels.py --sets pg corr w2s --per-source 2
@@ -27,7 +30,7 @@ import time
 import numpy as np
 
 import sets
-from fidelity import variance_map
+from fidelity import binned, variance_map
 
 
 def truth(item: sets.Item) -> tuple[np.ndarray, np.ndarray]:
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
             dark = (noisy - clean)[clean <= np.quantile(clean, 0.1)]
             dark = dark - dark.mean()
             line = f"{which} {item.name:24s} dark_kurt {np.mean(dark**4) / np.mean(dark**2) ** 2:5.2f}"
+            if item.variance is not None:
+                reads = binned(estimate_noise(clean).levels[0].variance(clean), clean)[0] / binned(var, clean)[0]
+                line += f" clean_reads {reads.max():5.2f}"
             for name, est in estimators.items():
                 r = variance_map(est(noisy).variance(clean), var, clean)
                 rows[name].append(r)
