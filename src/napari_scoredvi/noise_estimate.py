@@ -292,11 +292,12 @@ def estimate_noise(image: np.ndarray) -> NoiseModel:
     them. When the noise is pixel-independent, the level functions are then measured again on the
     full-resolution image (stride 1): fine texture, which the stride-4 sub-images turn into pixel-to-
     pixel variation that passes for noise, is smooth there (on the synthetic Poisson-Gaussian set the
-    slope of the stride-4 function was up to 3x the gain on a BSD68 photograph at low noise, and within
-    12 % of it at stride 1; ``benchmarks/noise_levels.py``, docs/fidelity.md). That estimate's flatness
-    test ignores each patch's 2 largest squared differences (``FULL_RES_TRIM``): the dark noise of the
-    W2S frames is heavy-tailed (kurtosis 4-12), and the plain test, which expects Gaussian noise,
-    rejected the patches with its bright outliers and read the darkest levels up to 30 % low."""
+    slope of the stride-4 function was up to 4x the gain on BSD68 photographs at low noise, and
+    0.86-1.18x of it this way; ``benchmarks/noise_levels.py``, docs/engine.md). That estimate's
+    flatness test ignores each patch's 2 largest squared differences (``FULL_RES_TRIM``): the dark
+    noise of the W2S frames is heavy-tailed (kurtosis 4.4-12.1), and the plain test, which expects
+    Gaussian noise, rejected the patches with its bright outliers and read the darkest levels up to
+    24 % low."""
     image = np.asarray(image, dtype=np.float64)
     channels = image[None] if image.ndim == 2 else image
     levels = tuple(estimate_noise_level_functions(channels))
