@@ -118,3 +118,18 @@ def test_heavy_tailed_noise_is_not_taken_for_texture(seed):
     assert np.mean(untrimmed.variance(clean)) < np.mean(model.levels[0].variance(clean))
     for level in np.percentile(clean, [10, 90]):
         assert model.levels[0].variance(level) == pytest.approx(0.5 * level + 4, rel=0.12)
+
+
+def test_full_resolution_estimate_of_a_large_image_uses_a_patch_subsample(monkeypatch):
+    from napari_scoredvi import noise_estimate
+
+    rng = np.random.default_rng(3)
+    clean = _smooth_scene() * 200 + 100
+    noisy = 0.5 * rng.poisson(clean / 0.5) + rng.normal(0, 1, clean.shape)
+    full = noise_estimate.measure_noise_levels(noisy, stride=1)
+    monkeypatch.setattr(noise_estimate, "MAX_PATCHES", 1 << 14)  # a 256 x 256 image now counts as large
+    sub = noise_estimate.measure_noise_levels(noisy, stride=1)
+    assert len(sub.patches) < len(full.patches) / 3
+    for m in (full, sub):
+        assert m.nlf.slope == pytest.approx(0.5, rel=0.1)
+        assert m.nlf.variance(clean.mean()) == pytest.approx(0.5 * clean.mean() + 1, rel=0.05)

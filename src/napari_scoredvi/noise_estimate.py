@@ -21,6 +21,7 @@ import numpy as np
 
 PATCH = 5
 STRIDE = 4  # pixel-shuffle stride of the sub-images (breaks spatially correlated noise)
+MAX_PATCHES = 1 << 20  # a full-resolution estimate uses at most about this many patches
 FULL_RES_TRIM = 2  # the full-resolution estimate's flatness test ignores each patch's 2 largest differences
 N_BINS = 8
 ITERATIONS = 5
@@ -37,9 +38,10 @@ class NoiseLevelFunction:
         return np.maximum(self.slope * np.asarray(intensity) + self.intercept, 0.0)
 
 
-def _patches(image: np.ndarray) -> np.ndarray:
-    """All overlapping PATCH x PATCH patches of a 2D image, flattened: (P, PATCH*PATCH)."""
-    win = np.lib.stride_tricks.sliding_window_view(image, (PATCH, PATCH))
+def _patches(image: np.ndarray, step: int = 1) -> np.ndarray:
+    """The overlapping PATCH x PATCH patches of a 2D image at every ``step``-th row and column,
+    flattened: (P, PATCH*PATCH)."""
+    win = np.lib.stride_tricks.sliding_window_view(image, (PATCH, PATCH))[::step, ::step]
     return win.reshape(-1, PATCH * PATCH)
 
 
@@ -134,8 +136,13 @@ def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0)
     """:func:`estimate_noise_level_function` with the per-bin measurements it fitted; same units."""
     image = np.asarray(image, dtype=np.float64)
     subs = _sub_images(image, stride)
-    patches = np.concatenate([_patches(s) for s in subs])
-    sub_image = np.repeat(np.arange(len(subs)), [(s.shape[0] - PATCH + 1) * (s.shape[1] - PATCH + 1) for s in subs])
+    if len(subs) == 1:  # the image itself: on a large one, every step-th patch in each direction is plenty
+        patches = _patches(subs[0], max(1, int(np.ceil(np.sqrt(image.size / MAX_PATCHES)))))
+        sub_image = np.zeros(len(patches), dtype=np.int64)
+    else:
+        patches = np.concatenate([_patches(s) for s in subs])
+        sub_image = np.repeat(np.arange(len(subs)),
+                              [(s.shape[0] - PATCH + 1) * (s.shape[1] - PATCH + 1) for s in subs])
     min_count = 4 * PATCH * PATCH
     empty = np.zeros(0)
     if len(patches) < min_count * 2:
