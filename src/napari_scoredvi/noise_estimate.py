@@ -21,7 +21,7 @@ import numpy as np
 
 PATCH = 5
 STRIDE = 4  # pixel-shuffle stride of the sub-images (breaks spatially correlated noise)
-MAX_PATCHES = 1 << 20  # a full-resolution estimate uses at most about this many patches
+MAX_PATCHES = 1 << 16  # a full-resolution estimate uses at most about this many patches
 FULL_RES_TRIM = 2  # the full-resolution estimate's flatness test ignores each patch's 2 largest differences
 N_BINS = 8
 ITERATIONS = 5
@@ -151,27 +151,38 @@ def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0)
     energy = _gradient_energy(patches, trim)
     edges = np.quantile(means, np.linspace(0, 1, N_BINS + 1))
     bin_of = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, N_BINS - 1)
+    # each bin's patches (indices, ascending), found once: the texture test below only narrows them
+    starts = np.cumsum(np.bincount(bin_of, minlength=N_BINS))[:-1]
+    bins = [idx for idx in np.split(np.argsort(bin_of, kind="stable"), starts) if len(idx) >= min_count]
+    bin_means = [float(means[idx].mean()) for idx in bins]
     # start from all patches of each bin (an over-estimate: texture included), then iterate the texture test
     nlf = None
+    measured: dict[int, tuple[np.ndarray, float, float]] = {}  # bin -> (kept patches, level, variance)
     for _ in range(ITERATIONS):
         levels, variances, counts, kept = [], [], [], []
-        for k in range(N_BINS):
-            in_bin = bin_of == k
-            if in_bin.sum() < min_count:
-                continue
+        changed = False
+        for b, (idx, bin_mean) in enumerate(zip(bins, bin_means)):
             if nlf is None:
-                keep = in_bin
+                keep = idx
             else:
-                var_k = max(float(nlf.variance(means[in_bin].mean())), 1e-12)
-                keep = in_bin & (energy <= var_k * _flat_threshold(trim))
-            if keep.sum() < min_count:
+                var_k = max(float(nlf.variance(bin_mean)), 1e-12)
+                keep = idx[energy[idx] <= var_k * _flat_threshold(trim)]
+            if len(keep) < min_count:
+                changed |= measured.pop(b, None) is not None
                 continue
-            levels.append(means[keep].mean())
-            variances.append(_min_eigenvalue(patches[keep]))
-            counts.append(keep.sum())
-            kept.append(np.flatnonzero(keep))
+            if b in measured and np.array_equal(measured[b][0], keep):  # same patches: same measurement
+                _, level, variance = measured[b]
+            else:
+                level, variance = means[keep].mean(), _min_eigenvalue(patches[keep])
+                measured[b], changed = (keep, level, variance), True
+            levels.append(level)
+            variances.append(variance)
+            counts.append(len(keep))
+            kept.append(keep)
         if not levels:
             return NoiseLevelBins(NoiseLevelFunction(0.0, _fallback_variance(image)), empty, empty, empty)
+        if not changed:  # the fit below would repeat the last one exactly: converged
+            break
         nlf = _fit_line(np.array(levels), np.array(variances), np.array(counts, dtype=np.float64))
     return NoiseLevelBins(nlf, np.array(levels), np.array(variances), np.array(counts, dtype=np.float64),
                           tuple(kept), patches, sub_image)
