@@ -22,6 +22,7 @@ import numpy as np
 PATCH = 5
 STRIDE = 4  # pixel-shuffle stride of the sub-images (breaks spatially correlated noise)
 MAX_PATCHES = 1 << 16  # a full-resolution estimate uses at most about this many patches
+QUICK_STEP = 2  # the stride-4 estimate that only decides "correlated or not" uses every 2nd patch
 FULL_RES_TRIM = 2  # the full-resolution estimate's flatness test ignores each patch's 2 largest differences
 N_BINS = 8
 ITERATIONS = 5
@@ -102,15 +103,17 @@ def _fallback_variance(image: np.ndarray) -> float:
     return float((np.median(np.abs(d - np.median(d))) / 0.6745) ** 2)
 
 
-def estimate_noise_level_function(image: np.ndarray, stride: int = STRIDE, trim: int = 0) -> NoiseLevelFunction:
+def estimate_noise_level_function(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
+                                  step: int = 1) -> NoiseLevelFunction:
     """Fit ``var(I) = a I + b`` to one 2D image (H, W) in its own units. Never raises on valid input.
 
     ``stride``: the patches come from the ``stride**2`` pixel-shuffled sub-images (the default 4:
     robust to spatially correlated noise); 1 measures the image itself, which reads correlated noise
     low but reads textured images far better when the noise is pixel-independent. ``trim``: the flatness
     test leaves out each patch's ``trim`` largest squared pixel differences (:func:`_gradient_energy`),
-    so that heavy-tailed noise (isolated bright pixels) is not taken for texture."""
-    return measure_noise_levels(image, stride, trim).nlf
+    so that heavy-tailed noise (isolated bright pixels) is not taken for texture. ``step``: use every
+    ``step``-th patch of each sub-image in each direction (a quicker, rougher estimate)."""
+    return measure_noise_levels(image, stride, trim, step).nlf
 
 
 @dataclass(frozen=True)
@@ -132,17 +135,17 @@ class NoiseLevelBins:
     sub_image: np.ndarray | None = None
 
 
-def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0) -> NoiseLevelBins:
+def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0, step: int = 1) -> NoiseLevelBins:
     """:func:`estimate_noise_level_function` with the per-bin measurements it fitted; same units."""
     image = np.asarray(image, dtype=np.float64)
     subs = _sub_images(image, stride)
     if len(subs) == 1:  # the image itself: on a large one, every step-th patch in each direction is plenty
-        patches = _patches(subs[0], max(1, int(np.ceil(np.sqrt(image.size / MAX_PATCHES)))))
+        patches = _patches(subs[0], max(step, int(np.ceil(np.sqrt(image.size / MAX_PATCHES)))))
         sub_image = np.zeros(len(patches), dtype=np.int64)
     else:
-        patches = np.concatenate([_patches(s) for s in subs])
-        sub_image = np.repeat(np.arange(len(subs)),
-                              [(s.shape[0] - PATCH + 1) * (s.shape[1] - PATCH + 1) for s in subs])
+        per_sub = [_patches(s, step) for s in subs]
+        patches = np.concatenate(per_sub)
+        sub_image = np.repeat(np.arange(len(subs)), [len(p) for p in per_sub])
     min_count = 4 * PATCH * PATCH
     empty = np.zeros(0)
     if len(patches) < min_count * 2:
@@ -205,10 +208,11 @@ def _fit_line(levels: np.ndarray, variances: np.ndarray, weights: np.ndarray) ->
     return NoiseLevelFunction(0.0, float(np.average(variances, weights=weights)))
 
 
-def estimate_noise_level_functions(image: np.ndarray, stride: int = STRIDE, trim: int = 0) -> list[NoiseLevelFunction]:
+def estimate_noise_level_functions(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
+                                   step: int = 1) -> list[NoiseLevelFunction]:
     """One noise level function per channel of a (C, H, W) or (H, W) image, in its units."""
     image = np.asarray(image, dtype=np.float64)
-    return [estimate_noise_level_function(c, stride, trim) for c in (image[None] if image.ndim == 2 else image)]
+    return [estimate_noise_level_function(c, stride, trim, step) for c in (image[None] if image.ndim == 2 else image)]
 
 
 def mean_noise_std(image: np.ndarray, nlfs: list[NoiseLevelFunction]) -> float:
@@ -318,9 +322,11 @@ def estimate_noise(image: np.ndarray) -> NoiseModel:
     24 % low."""
     image = np.asarray(image, dtype=np.float64)
     channels = image[None] if image.ndim == 2 else image
-    levels = tuple(estimate_noise_level_functions(channels))
-    model = NoiseModel(levels, tuple(noise_correlation(c, f) for c, f in zip(channels, levels)))
-    if model.correlated:
-        return model
+    # which case it is, from a quick stride-4 function (every 2nd patch): only the correlation test uses it
+    quick = estimate_noise_level_functions(channels, step=QUICK_STEP)
+    model = NoiseModel(tuple(quick), tuple(noise_correlation(c, f) for c, f in zip(channels, quick)))
+    if model.correlated:  # the stride-4 functions are the answer: measure them with every patch
+        levels = tuple(estimate_noise_level_functions(channels))
+        return NoiseModel(levels, tuple(noise_correlation(c, f) for c, f in zip(channels, levels)))
     return NoiseModel(tuple(estimate_noise_level_functions(channels, stride=1, trim=FULL_RES_TRIM)),
                       model.correlation)
