@@ -245,7 +245,7 @@ class NoiseCorrelation:
     ``residual``: the smallest eigenvalue of the covariance of flat 5x5 patches (each divided by its
     expected noise std): about 1 for pixel-independent noise, well below for correlated noise
     (0.01-0.16 at a lag-1 correlation of 0.6 on our synthetic set, 0.02-0.21 on PolyU camera sRGB;
-    0.55-0.98 for independent noise, 0.96-1.08 on the W2S raw frames; benchmarks/noise_correlation.py):
+    0.48-0.97 for independent noise, 0.94-1.02 on the W2S raw frames; benchmarks/noise_correlation.py):
     correlated noise has little energy at the highest spatial frequencies. ``lag1_y``/``lag1_x``: the correlation of
     vertically/horizontally adjacent noise values.
     """
@@ -309,9 +309,10 @@ class NoiseModel:
 def estimate_noise(image: np.ndarray) -> NoiseModel:
     """The :class:`NoiseModel` of a (C, H, W) or (H, W) image.
 
-    The noise level functions are first measured on the stride-4 sub-images, which gives each pixel's
-    variance whether or not the noise is spatially correlated, and the correlation is measured with
-    them. When the noise is pixel-independent, the level functions are then measured again on the
+    The noise level functions are first measured on the stride-4 sub-images (quickly: every 2nd
+    patch, ``QUICK_STEP``), which gives each pixel's variance whether or not the noise is spatially
+    correlated, and the correlation is measured with them. Correlated noise then gets the stride-4
+    functions measured with every patch. When the noise is pixel-independent, the level functions are measured again on the
     full-resolution image (stride 1): fine texture, which the stride-4 sub-images turn into pixel-to-
     pixel variation that passes for noise, is smooth there (on the synthetic Poisson-Gaussian set the
     slope of the stride-4 function was up to 4x the gain on BSD68 photographs at low noise, and
