@@ -312,15 +312,15 @@ def estimate_noise(image: np.ndarray) -> NoiseModel:
     The noise level functions are first measured on the stride-4 sub-images (quickly: every 2nd
     patch, ``QUICK_STEP``), which gives each pixel's variance whether or not the noise is spatially
     correlated, and the correlation is measured with them. Correlated noise then gets the stride-4
-    functions measured with every patch. When the noise is pixel-independent, the level functions are measured again on the
-    full-resolution image (stride 1): fine texture, which the stride-4 sub-images turn into pixel-to-
-    pixel variation that passes for noise, is smooth there (on the synthetic Poisson-Gaussian set the
-    slope of the stride-4 function was up to 4x the gain on BSD68 photographs at low noise, and
-    0.86-1.18x of it this way; ``benchmarks/noise_levels.py``, docs/engine.md). That estimate's
-    flatness test ignores each patch's 2 largest squared differences (``FULL_RES_TRIM``): the dark
-    noise of the W2S frames is heavy-tailed (kurtosis 4.4-12.1), and the plain test, which expects
-    Gaussian noise, rejected the patches with its bright outliers and read the darkest levels up to
-    24 % low."""
+    functions measured with every patch. When the noise is pixel-independent, the level functions
+    are measured again on the full-resolution image (stride 1): fine texture, which the stride-4
+    sub-images turn into pixel-to-pixel variation that passes for noise, is smooth there (on the
+    synthetic Poisson-Gaussian set the slope of the stride-4 function was up to 4x the gain on BSD68
+    photographs at low noise, and 0.86-1.18x of it this way; ``benchmarks/noise_levels.py``,
+    docs/engine.md). That estimate's flatness test ignores each patch's 2 largest squared
+    differences (``FULL_RES_TRIM``): the dark noise of the W2S frames is heavy-tailed (kurtosis
+    4.4-12.1), and the plain test, which expects Gaussian noise, rejected the patches with its
+    bright outliers and read the darkest levels up to 24 % low."""
     image = np.asarray(image, dtype=np.float64)
     channels = image[None] if image.ndim == 2 else image
     # which case it is, from a quick stride-4 function (every 2nd patch): only the correlation test uses it
