@@ -37,7 +37,9 @@ def viewer_model(qapp):
     canvas. A canvas needs OpenGL, which Qt 5's offscreen platform has only on an X display; the
     tests that need the window itself (docking) use ``make_napari_viewer`` and add no layers."""
     from napari.components import ViewerModel
+    from npe2 import PluginManager
 
+    PluginManager.instance().discover()  # readers (napari's own, napari-ome-zarr) whatever ran before
     return ViewerModel()
 
 
@@ -215,6 +217,35 @@ def test_rerun_asks_then_resumes_or_replaces(viewer_model, qtbot, notes, tmp_pat
     _wait_done(qtbot, w)
     meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
     assert meta["parameters"]["preset"]["name"] == "tiny" and len(meta["runs"]) == 1
+
+
+def test_ome_zarr_layer_from_napari_ome_zarr(viewer_model, qtbot, notes, tmp_path):
+    """A (multiscale) OME-Zarr layer opened by napari-ome-zarr: denoised at full resolution, its file's
+    axes and pixel sizes kept, its path in the provenance, the default output beside the store."""
+    pytest.importorskip("napari_ome_zarr")
+    zarr = pytest.importorskip("zarr", minversion="3")
+    import tifffile
+
+    from napari_scoredvi._widget import default_output
+    from napari_scoredvi.batch import denoise_volume
+    from napari_scoredvi.settings import DenoiseSettings
+
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=10)
+    tifffile.imwrite(tmp_path / "in.tif", noisy, imagej=True, resolution=(4.0, 4.0), metadata={"axes": "ZYX",
+                                                                                              "spacing": 2.0})
+    first = denoise_volume(tmp_path / "in.tif", tmp_path / "first.zarr", DenoiseSettings(TINY, "cpu"))
+    layer = viewer_model.open(str(first / "denoised"), plugin="napari-ome-zarr")[0]
+    assert default_output(layer) == (tmp_path / "first-denoised.zarr", False)  # beside the group, not in it
+    w = _widget_for(viewer_model, tmp_path / "again.zarr")
+    w._layer_box.value = layer
+    w._scope_box.value = SCOPE_ALL
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    meta = zarr.open_group(str(tmp_path / "again.zarr"), mode="r").attrs["napari_scoredvi"]
+    assert meta["status"] == "complete" and meta["parameters"]["input"] == str((first / "denoised").resolve())
+    ms = zarr.open_group(str(tmp_path / "again.zarr" / "denoised"), mode="r").attrs["multiscales"][0]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.25, 0.25]
 
 
 def test_default_output_beside_the_file_or_temporary(viewer_model, tmp_path):

@@ -74,8 +74,16 @@ def default_output(layer) -> tuple[Path, bool]:
     temporary?)."""
     src = getattr(getattr(layer, "source", None), "path", None)
     if src:
+        from .volume_out import is_store
+
         p = Path(src)
-        name = p.name[: -len(".ome.tif")] if p.name.lower().endswith(".ome.tif") else p.stem
+        while is_store(p.parent):  # an image inside a Zarr group (e.g. OUT.zarr/denoised): beside the group
+            p = p.parent
+        name = p.name
+        for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", ".zarr", ".tiff", ".tif"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
         folder = p.parent
         if folder.is_dir() and _writable(folder):
             return folder / f"{name}-denoised.zarr", False
