@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=sets.DATA)
     p.add_argument("--sets", nargs="+", default=["pg", "w2s"], choices=["pg", "corr", "w2s"])
-    p.add_argument("--presets", nargs="+", default=["fast", "balanced"])
+    p.add_argument("--presets", nargs="+", default=["fast", "balanced"],
+                   help="preset names, optionally with overrides, e.g. fast:final_denoise=false")
     p.add_argument("--per-source", type=int, default=2, help="clean W2S and BSD68 images each in the synthetic sets")
     p.add_argument("--conditions", type=int, default=None, help="only the first N (gain, read noise) conditions")
     p.add_argument("--limit", type=int, default=None, help="only the first N W2S pairs")
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         per: dict[str, list] = {}
         for item in items:
             for preset in args.presets:
-                r = denoise(item.noisy, preset=preset, device="cpu", seed=0)
+                r = denoise(item.noisy, preset=sets.preset_config(preset), device="cpu", seed=0)
                 row = {"image": item.name, **score(item, r), "seconds": r.info["seconds"]}
                 per.setdefault(preset, []).append(row)
                 print(f"{which} {item.name} {preset}: " + " ".join(

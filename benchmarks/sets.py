@@ -141,3 +141,23 @@ def synthetic(kind: str = "pg", data: Path = DATA, per_source: int = 3, conditio
                               params={"gain": gain, "photons": photons, "read_noise_e": read_e,
                                       "offset": OFFSET, "correlated": kind == "corr"}))
     return items
+
+
+def preset_config(spec: str):
+    """A preset from a benchmark configuration name: a preset name with optional overrides, e.g.
+    ``fast``, ``balanced:iterations=150``, ``fast:final_denoise=false`` (``allocator=...`` is skipped:
+    not a preset field)."""
+    import dataclasses
+
+    from napari_scoredvi.presets import get_preset
+
+    name, _, over = spec.partition(":")
+    cfg = get_preset(name)
+    changes = {}
+    for item in filter(None, over.split(",")):
+        key, _, value = item.partition("=")
+        if key == "allocator":
+            continue
+        field_type = type(getattr(cfg, key))
+        changes[key] = value.lower() in ("1", "true", "yes") if field_type is bool else field_type(value)
+    return dataclasses.replace(cfg, name=spec, **changes) if changes else cfg

@@ -21,7 +21,6 @@ the configuration with the package's allocator settings turned off (``napari_sco
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -38,18 +37,10 @@ DATA = HERE.parents[1] / "shared" / "datasets"
 
 # -- child side -----------------------------------------------------------------------------------
 def _preset(spec: str):
-    from napari_scoredvi.presets import get_preset
+    sys.path.insert(0, str(HERE))
+    from sets import preset_config
 
-    name, _, over = spec.partition(":")
-    cfg = get_preset(name)
-    changes = {}
-    for item in filter(None, over.split(",")):
-        key, _, value = item.partition("=")
-        if key == "allocator":  # not a preset field: run_child sets the environment for it
-            continue
-        field_type = type(getattr(cfg, key))
-        changes[key] = value.lower() in ("1", "true", "yes") if field_type is bool else field_type(value)
-    return dataclasses.replace(cfg, name=spec, **changes) if changes else cfg
+    return preset_config(spec)
 
 
 def _scores(out: np.ndarray, gt: np.ndarray, data_range: float, affine: bool) -> tuple[float, float]:
