@@ -483,6 +483,49 @@ def test_closing_napari_mid_run_stops_cleanly(make_napari_viewer, qtbot, notes, 
     assert meta["status"] == "interrupted" and 1 <= sum(flags) < 4
 
 
+def test_cluster_choice_without_an_address_or_distributed_says_what_to_do(viewer_model, qtbot, notes, monkeypatch,
+                                                                          tmp_path):
+    import importlib.util
+    import sys
+
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=9)
+    w = _widget_for(viewer, tmp_path / "c.zarr")
+    w._layer_box.value = viewer.add_image(noisy, name="stack")
+    w._scope_box.value, w._run_on_box.value = SCOPE_ALL, RUN_CLUSTER
+    w._scheduler_box.value = ""
+    w.run()
+    assert "scheduler's address" in notes["error"][-1]
+    w._scheduler_box.value = "tcp://127.0.0.1:1"
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "distributed", None)  # as if not installed
+        w.run()
+    assert "napari-scoredvi[cluster]" in notes["error"][-1] and w.worker is None
+    assert not (tmp_path / "c.zarr").exists()
+    if importlib.util.find_spec("distributed") is not None:  # nobody listens there: a clear error, soon
+        from napari_scoredvi import batch
+
+        monkeypatch.setattr(batch, "CONNECT_TIMEOUT_S", 1)
+        w.run()
+        _wait_done(qtbot, w)
+        assert "could not connect to the dask scheduler at 'tcp://127.0.0.1:1'" in notes["error"][-1], notes
+
+
+def test_a_bad_slice_of_a_stack_is_a_notification(viewer_model, qtbot, notes, tmp_path):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=12)
+    bad = noisy.astype(np.float32)
+    bad[1, 4, 4] = np.nan
+    w = _widget_for(viewer_model, tmp_path / "bad.zarr")
+    w._layer_box.value = viewer_model.add_image(bad, name="bad")
+    w._scope_box.value = SCOPE_ALL
+    w.run()
+    _wait_done(qtbot, w)
+    assert len(notes["error"]) == 1 and "slice Z=1 failed" in notes["error"][0], notes["error"]
+    assert zarr.open_array(str(tmp_path / "bad.zarr" / "done"), mode="r")[:].tolist() == [1, 0, 0]
+    assert w._status.value.startswith("failed: 1/3")
+
+
 def test_removing_the_source_layer_stops_its_run(viewer_model, qtbot, notes, tmp_path):
     viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=9)

@@ -330,6 +330,12 @@ class ScoreDVIWidget(Container):
                 show_error("ScoreDVI: type the dask scheduler's address (e.g. tcp://gpu-box:8786), or run on "
                            "this computer")
                 return
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                show_error("ScoreDVI: running on a dask cluster needs dask.distributed: "
+                           "pip install 'napari-scoredvi[cluster]', then restart napari")
+                return
             remembered.remember(run_on=RUN_CLUSTER, scheduler=scheduler)
         else:
             remembered.remember(run_on=RUN_HERE)
@@ -402,8 +408,10 @@ class ScoreDVIWidget(Container):
         self._status.value = f"running on {n} slice(s)" + (f" ({done_before} done before)" if done_before else "")
 
         def work():
-            result = yield from gen
-            return result
+            try:
+                return (yield from gen)
+            except Exception as exc:  # noqa: BLE001 - a notification, never a traceback in napari
+                return {"error": str(exc) or type(exc).__name__, "info": None}
 
         # napari's own progress bar (activity dock) counts the worker's yields: steps plus slices
         worker = create_worker(work, _start_thread=False, _worker_class=ClosingGeneratorWorker,
@@ -506,7 +514,8 @@ class ScoreDVIWidget(Container):
             return
         job = self._job
         if isinstance(result, dict) and result.get("error"):
-            show_error(f"ScoreDVI: {result['error']} ({len(result['done'])} slice(s) finished before)")
+            show_error(f"ScoreDVI: {result['error']} ({self.slices_done} slice(s) finished before)")
+            self._status.value = f"failed: {self.slices_done}/{job['n']} slice(s) done"
             return
         if self.worker is not None and self.worker.abort_requested:
             return  # _on_aborted says it
