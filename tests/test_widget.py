@@ -67,6 +67,14 @@ def _slow_stack_run(qtbot, w, layer, out) -> None:
     qtbot.waitUntil(lambda: w.slices_done >= 1, timeout=TIMEOUT)
 
 
+def _slow_stack_run_of_new_layer(qtbot, viewer, out, seed: int) -> tuple:
+    """A 4-slice stack layer "stack" and a widget running :func:`_slow_stack_run` on it: (widget, layer)."""
+    src = viewer.add_image(noisy_fluorescence_stack(4, (32, 32), seed=seed)[0], name="stack")
+    w = _widget_for(viewer)
+    _slow_stack_run(qtbot, w, src, out)
+    return w, src
+
+
 def test_manifest_root_matches_package():
     assert (ROOT / "napari.yaml").read_text() == (ROOT / "src/napari_scoredvi/napari.yaml").read_text()
 
@@ -275,10 +283,7 @@ def test_default_output_beside_the_file_or_temporary(viewer_model, tmp_path):
 
 def test_cancel_keeps_finished_slices(viewer_model, qtbot, notes, tmp_path):
     viewer = viewer_model
-    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=4)
-    src = viewer.add_image(noisy, name="stack")
-    w = _widget_for(viewer)
-    _slow_stack_run(qtbot, w, src, tmp_path / "out.zarr")
+    w, src = _slow_stack_run_of_new_layer(qtbot, viewer, tmp_path / "out.zarr", seed=4)
     w.cancel()
     _wait_done(qtbot, w)
     den = np.asarray(viewer.layers["stack denoised"].data)
@@ -528,10 +533,7 @@ def test_a_bad_slice_of_a_stack_is_a_notification(viewer_model, qtbot, notes, tm
 
 def test_removing_the_source_layer_stops_its_run(viewer_model, qtbot, notes, tmp_path):
     viewer = viewer_model
-    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=9)
-    src = viewer.add_image(noisy, name="stack")
-    w = _widget_for(viewer)
-    _slow_stack_run(qtbot, w, src, tmp_path / "removed.zarr")
+    w, src = _slow_stack_run_of_new_layer(qtbot, viewer, tmp_path / "removed.zarr", seed=9)
     viewer.layers.remove(src)
     _wait_done(qtbot, w)
     assert any("was removed" in m for m in notes["info"]) and not notes["error"], notes

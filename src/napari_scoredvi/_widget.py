@@ -353,12 +353,10 @@ class ScoreDVIWidget(Container):
         try:
             volume = self._layer_volume(layer, data)
             run = prepare_run(volume, out, settings, posterior_std=bool(self._std_box.value), resume=resume,
-                              overwrite=overwrite)
+                              overwrite=overwrite, numbers=numbers)
         except (ValueError, OSError) as exc:
             show_error(f"ScoreDVI: {exc}")
             return
-        wanted = set(numbers)
-        run.todo = [k for k in run.todo if k in wanted]
         if not run.todo:
             show_info(f"ScoreDVI: every asked slice is already done in {str(out)!r}")
         layers = {name: self._store_layer(layer, name, run.store) for name in run.store.outputs}

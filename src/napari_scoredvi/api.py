@@ -23,6 +23,7 @@ from .noise_estimate import estimate_noise, mean_noise_std, prior_weight
 from .normalise import fit_normalisation
 from .presets import Preset, get_preset
 from .priors import load_priors
+from .settings import check_lam
 
 LAM0 = 0.5
 BETA0_RANGE = (1e-4, 0.05)  # bounds of the Gamma prior rate (noise variance, model units)
@@ -76,8 +77,7 @@ def denoise_steps(
     arr = as_channels_first(image, channel_axis)  # float64 copy, (C, H, W)
     cfg = get_preset(preset)
     dev = resolve_device(device)
-    if lam is not None and not (np.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a positive number or None (automatic), got {lam!r}")
+    lam = check_lam(lam)
     out_shape = np.shape(image)
     info: dict = {"version": __version__, "preset": cfg.name, "seed": seed, "device": describe_device(dev)}
     norm = fit_normalisation(arr)

@@ -22,7 +22,7 @@ import functools
 import queue
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -175,8 +175,11 @@ def prepare_run(
     posterior_std: bool = False,
     resume: bool = False,
     overwrite: bool = False,
+    numbers: Sequence[int] | None = None,
 ) -> StackRun:
     """Check the input, then create the output store (or open it to resume, or replace it).
+
+    numbers: the slice numbers to do (default: all); those already done in a resumed store are skipped.
 
     The input is checked before any output is written or deleted: its axes, dtype and size, and its
     first slice's values (a first slice with NaN/Inf or too few pixels raises ValueError). An
@@ -218,6 +221,9 @@ def prepare_run(
         store = create_store(out_path, volume.array.shape, volume.axes, volume.scale, volume.units, job.outputs,
                              job.grid.count, meta)
     todo = [int(k) for k in np.flatnonzero(~store.done())]
+    if numbers is not None:
+        wanted = {int(k) for k in numbers}
+        todo = [k for k in todo if k in wanted]
     return StackRun(volume, job, store, todo, resumed)
 
 

@@ -10,6 +10,15 @@ import numpy as np
 from .presets import Preset, get_preset
 
 
+def check_lam(lam) -> float | None:
+    """The prior weight as a float, or None (automatic); ValueError for anything else."""
+    if lam is None:
+        return None
+    if not (isinstance(lam, (int, float, np.integer, np.floating)) and np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a positive number or None (automatic), got {lam!r}")
+    return float(lam)
+
+
 @dataclass(frozen=True)
 class DenoiseSettings:
     """How to denoise the slices of a stack.
@@ -30,10 +39,7 @@ class DenoiseSettings:
         object.__setattr__(self, "preset", get_preset(self.preset))
         object.__setattr__(self, "device", str(self.device))
         object.__setattr__(self, "seed", int(self.seed))
-        if self.lam is not None:
-            if not (isinstance(self.lam, (int, float, np.floating)) and np.isfinite(self.lam) and self.lam > 0):
-                raise ValueError(f"lam must be a positive number or None (automatic), got {self.lam!r}")
-            object.__setattr__(self, "lam", float(self.lam))
+        object.__setattr__(self, "lam", check_lam(self.lam))
         object.__setattr__(self, "warm_start", bool(self.warm_start))
 
     def with_(self, **changes) -> DenoiseSettings:
