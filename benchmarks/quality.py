@@ -91,51 +91,9 @@ def load(which: str, args: argparse.Namespace) -> list[sets.Item]:
     return items
 
 
-def opponent_rows(which: str, item: sets.Item, score: opponents.Score, data_range: float,
-                  cache: opponents.Cache, args: argparse.Namespace) -> dict[str, dict]:
-    """BM3D (estimated sigma), BM3D (oracle sigma) and, for grey Poisson-Gaussian sets, VST + BM3D:
-    {"psnr", "ssim", "seconds", ...} each, from the cache when the same image was run before."""
-    rows = {}
-    fine = args.bm3d_search == "fine"
-    name = "cbm3d" if item.rgb else "bm3d"
-    jobs = {f"{name} (estimated sigma)": ({}, lambda: _scored(*opponents.bm3d_estimated(item.noisy, item.rgb), score)),
-            f"{name} (oracle sigma, uses GT)": (
-                {"search": args.bm3d_search, "coarse_8bit": list(opponents.COARSE_8BIT), "grid_extends": True,
-                 "tol_8bit": opponents.FINE_TOL_8BIT if fine else None},
-                lambda: opponents.bm3d_oracle(item.noisy, item.rgb, data_range, score, fine))}
-    if which in VST_SETS:
-        jobs["vst + bm3d (estimated a, b)"] = ({}, lambda: _scored(*opponents.vst_bm3d(item.noisy), score))
-    for method, (settings, run) in jobs.items():
-        key = f"{which}/{item.name}/{method}"
-        if which == "set12":
-            settings = {**settings, "sigma": args.sigma}
-        result = cache.get(key, item.noisy, settings)
-        if result is None:
-            result = run()
-            cache.put(key, item.noisy, settings, result)
-        rows[method] = result
-    return rows
-
-
 def _scored(out: np.ndarray, info: dict, score: opponents.Score) -> dict:
     psnr, ssim = score(out)
     return {"psnr": psnr, "ssim": ssim, **info}
-
-
-def our_rows(item: sets.Item, score: opponents.Score, args: argparse.Namespace) -> dict[str, dict]:
-    """Per preset ``priors only (<preset>)`` (0 fit steps) and ``scoredvi <preset>``."""
-    from napari_scoredvi import denoise
-    from napari_scoredvi.presets import get_preset
-
-    rows = {}
-    for name in args.presets:
-        preset = get_preset(name)
-        no_fit = dataclasses.replace(preset, iterations=0, warm_iterations=0, name=f"{name}-priors-only")
-        for method, p in ((f"priors only ({name})", no_fit), (f"scoredvi {name}", preset)):
-            r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=p, device=args.device, seed=0)
-            rows[method] = {**dict(zip(("psnr", "ssim"), score(r.denoised))), "seconds": r.info["seconds"],
-                            "iterations": r.info["iterations"], "retries": r.info["retries"]}
-    return rows
 
 
 def direct_prior(item: sets.Item) -> dict:
@@ -183,6 +141,111 @@ def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tu
     return out
 
 
+def _engine_version() -> str:
+    """The engine's source as committed (``git rev-parse HEAD:src/napari_scoredvi``), plus a hash of
+    uncommitted changes to it: our cached rows are reused only for the same engine."""
+    import hashlib
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, check=True).stdout
+
+    tree = git("rev-parse", "HEAD:src/napari_scoredvi").strip()
+    diff = git("diff", "HEAD", "--", "src/napari_scoredvi")
+    return tree + (f"+{hashlib.sha256(diff.encode()).hexdigest()[:12]}" if diff else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One row of one image: an opponent (``kind="opponent"``), the direct prior, or ours."""
+
+    which: str
+    item: sets.Item
+    method: str
+    kind: str  # "opponent" | "direct" | "ours"
+    settings: dict
+
+    @property
+    def key(self) -> str:
+        return f"{self.which}/{self.item.name}/{self.method}"
+
+
+def tasks_for(which: str, item: sets.Item, args: argparse.Namespace, engine: str) -> list[Task]:
+    """Every row ``quality.py`` computes for one image, in table order."""
+    from napari_scoredvi.presets import get_preset
+
+    out = []
+    if not args.no_opponents:
+        name = "cbm3d" if item.rgb else "bm3d"
+        fine = args.bm3d_search == "fine"
+        extra = {"sigma": args.sigma} if which == "set12" else {}
+        out.append(Task(which, item, f"{name} (estimated sigma)", "opponent", {**extra}))
+        out.append(Task(which, item, f"{name} (oracle sigma, uses GT)", "opponent", {
+            "search": args.bm3d_search, "coarse_8bit": list(opponents.COARSE_8BIT), "grid_extends": True,
+            "tol_8bit": opponents.FINE_TOL_8BIT if fine else None, **extra}))
+        if which in VST_SETS:
+            out.append(Task(which, item, "vst + bm3d (estimated a, b)", "opponent", {**extra}))
+    if args.direct_prior:
+        out.append(Task(which, item, "prior denoiser alone (no fit)", "direct", {"engine": engine}))
+    for name in args.presets:
+        preset = dataclasses.asdict(get_preset(name))
+        out.append(Task(which, item, f"priors only ({name})", "ours",
+                        {"engine": engine, "preset": {**preset, "iterations": 0, "warm_iterations": 0}}))
+        out.append(Task(which, item, f"scoredvi {name}", "ours", {"engine": engine, "preset": preset}))
+    return out
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_task(task: Task, args: argparse.Namespace) -> dict:
+    """Compute one row: {"psnr", "ssim", "seconds", ...}."""
+    score, data_range = scorer(task.which, task.item)
+    item = task.item
+    if task.kind == "opponent":
+        if "oracle" in task.method:
+            return opponents.bm3d_oracle(item.noisy, item.rgb, data_range, score, args.bm3d_search == "fine")
+        if task.method.startswith("vst"):
+            return _scored(*opponents.vst_bm3d(item.noisy), score)
+        return _scored(*opponents.bm3d_estimated(item.noisy, item.rgb), score)
+    if task.kind == "direct":
+        d = direct_prior(item)
+        return _scored(d["out"], {"seconds": d["seconds"]}, score)
+    from napari_scoredvi import denoise
+    from napari_scoredvi.presets import Preset
+
+    preset = Preset(**task.settings["preset"])
+    r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=preset, device=args.device, seed=0)
+    return _scored(r.denoised, {"seconds": r.info["seconds"], "iterations": r.info["iterations"],
+                                "retries": r.info["retries"]}, score)
+
+
+def compute(todo: list[Task], caches: dict[str, opponents.Cache], args: argparse.Namespace) -> None:
+    """Run the rows not cached yet, ``args.jobs`` processes at once; each result is cached (and the
+    cache file rewritten) as soon as it arrives, so an interrupted run resumes where it stopped."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    def done(task: Task, result: dict) -> None:
+        caches[task.kind].put(task.key, task.item.noisy, task.settings, result)
+        print(f"  {task.key}: {result['psnr']:.2f} dB, {result['seconds']:.1f} s", flush=True)
+
+    if args.jobs <= 1:
+        for task in todo:
+            done(task, run_task(task, args))
+        return
+    with cf.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_start_worker, initargs=(args.threads,)) as pool:
+        futures = {pool.submit(run_task, t, args): t for t in todo}
+        for f in cf.as_completed(futures):
+            done(futures[f], f.result())
+
+
 def main(argv: list[str] | None = None) -> None:
     from napari_scoredvi.presets import PRESETS
 
@@ -200,41 +263,55 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-opponents", action="store_true")
     p.add_argument("--direct-prior", action="store_true", help="also one shipped prior applied once (no fit)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=1, help="rows computed at once, one process each")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per process")
+    p.add_argument("--report-only", action="store_true",
+                   help="compute nothing: print the tables of the images whose rows are all cached")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    cache = opponents.Cache(args.out.with_name("opponents_cache.json"))
+    caches = {"opponent": opponents.Cache(args.out.with_name("opponents_cache.json"))}
+    caches["direct"] = caches["ours"] = opponents.Cache(args.out.with_name("ours_cache.json"))
+    engine = _engine_version()
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-               f"{args.threads} threads, device {args.device}")
-    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine,
+               f"{args.jobs} process(es) x {args.threads} threads, device {args.device}")
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "engine": engine,
               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "sets": {}}
-    print(f"quality benchmark, {report['date']}, {machine}", flush=True)
+    print(f"quality benchmark, {report['date']}, {machine}, engine {engine}", flush=True)
+    per_set = {which: [(item, tasks_for(which, item, args, engine)) for item in load(which, args)]
+               for which in args.sets}
+    todo = [t for rows in per_set.values() for _, ts in rows for t in ts
+            if caches[t.kind].get(t.key, t.item.noisy, t.settings) is None]
+    print(f"{len(todo)} row(s) to compute, the rest cached", flush=True)
+    if todo and not args.report_only:
+        compute(todo, caches, args)
     failed = 0
-    for which in args.sets:
-        items = load(which, args)
+    for which, rows_of in per_set.items():
         per: dict[str, list] = {}
-        for item in items:
-            score, data_range = scorer(which, item)
-            rows = {"noisy input": {**dict(zip(("psnr", "ssim"), score(item.noisy))), "seconds": 0.0}}
-            if not args.no_opponents:
-                rows.update(opponent_rows(which, item, score, data_range, cache, args))
-            if args.direct_prior:
-                d = direct_prior(item)
-                rows["prior denoiser alone (no fit)"] = {**dict(zip(("psnr", "ssim"), score(d["out"]))),
-                                                         "seconds": d["seconds"]}
-            rows.update(our_rows(item, score, args))
+        complete = 0
+        for item, ts in rows_of:
+            results = {t.method: caches[t.kind].get(t.key, t.item.noisy, t.settings) for t in ts}
+            if any(r is None for r in results.values()):
+                continue
+            complete += 1
+            score, _ = scorer(which, item)
+            rows = {"noisy input": {**dict(zip(("psnr", "ssim"), score(item.noisy))), "seconds": 0.0}, **results}
             for method, row in rows.items():
                 per.setdefault(method, []).append({"image": item.name, **row})
             print(f"{which} {item.name}: " + "  ".join(
                 f"{m} {r['psnr']:.2f}" + (f" (sigma {r['sigma_8bit']:.1f} 8-bit eq.)" if "sigma_8bit" in r else "")
                 for m, r in rows.items()), flush=True)
+        if not complete:
+            print(f"\n{which}: no image has all its rows yet\n")
+            continue
         summary = {m: {k: float(np.mean([r[k] for r in rs])) for k in ("psnr", "ssim", "seconds")}
                    for m, rs in per.items()}
-        print(f"\n{which}: {len(items)} images, mean over images (oracle s/image: one BM3D run, mean over its search)")
+        partial = "" if complete == len(rows_of) else f" (PARTIAL: {complete} of {len(rows_of)})"
+        print(f"\n{which}: {complete} images{partial}, mean over images "
+              "(oracle s/image: one BM3D run, mean over its search)")
         print(f"{'method':36s} {'PSNR dB':>8s} {'SSIM':>7s} {'s/image':>8s}")
         for m, v in summary.items():
             print(f"{m:36s} {v['psnr']:8.2f} {v['ssim']:7.4f} {v['seconds']:8.1f}")
@@ -243,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         for (what, value, threshold), ok in zip(checks, passed):
             failed += not ok
             print(f"  {'PASS' if ok else 'FAIL'}  {what}: {value:+.2f} dB (target >= {threshold:+.2f})")
-        report["sets"][which] = {"summary": summary, "targets": [
+        report["sets"][which] = {"images": complete, "of": len(rows_of), "summary": summary, "targets": [
             {"what": w, "value_db": v, "target_db": t, "pass": ok} for (w, v, t), ok in zip(checks, passed)],
             "per_image": per}
         print(flush=True)
