@@ -18,6 +18,7 @@ frame's units by least squares (``raw ~ a * gt + b``); that aligned average is t
 the truth of the variance is the squared residual of the raw frame against it, binned the same way.
 
     python benchmarks/fidelity.py --presets fast balanced
+    python benchmarks/fidelity.py --presets --opponents --sets pg corr w2s   # the opponents' bias
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def psnr(out: np.ndarray, clean: np.ndarray, peak: float) -> float:
     return float(10 * np.log10(peak**2 / np.mean((out - clean) ** 2)))
 
 
-def score(item: sets.Item, r) -> dict:
+def score(item: sets.Item, denoised: np.ndarray, noise_variance: np.ndarray | None = None,
+          posterior_std: np.ndarray | None = None) -> dict:
+    """PSNR and bias of ``denoised``; the map columns from ``noise_variance`` / ``posterior_std``
+    (NaN where not given: the opponents give no maps)."""
     if item.variance is not None:  # synthetic: the truth is known
         clean, true_var, peak = item.clean, item.variance, float(item.clean.max() - item.clean.min())
         var_truth = true_var
@@ -89,20 +93,37 @@ def score(item: sets.Item, r) -> dict:
         clean = sets.affine_fit(item.clean, item.noisy)
         var_truth = (item.noisy - clean) ** 2
         peak = 255.0
-    row = {"psnr": psnr(sets.affine_fit(r.denoised, item.clean), item.clean, 255.0) if item.variance is None
-           else psnr(r.denoised, clean, peak)}
-    row.update({f"bias_{k}": v for k, v in bias(r.denoised, clean, var_truth).items()})
-    row.update(variance_map(r.noise_variance, var_truth, clean))
-    row.update(posterior(r.denoised, r.posterior_std, clean))
+    row = {"psnr": psnr(sets.affine_fit(denoised, item.clean), item.clean, 255.0) if item.variance is None
+           else psnr(denoised, clean, peak)}
+    row.update({f"bias_{k}": v for k, v in bias(denoised, clean, var_truth).items()})
+    nan = float("nan")
+    row.update(variance_map(noise_variance, var_truth, clean) if noise_variance is not None
+               else {"bin_err_max": nan, "slope_ratio": nan})
+    row.update(posterior(denoised, posterior_std, clean) if posterior_std is not None
+               else {"coverage": nan, "spearman": nan})
     return row
+
+
+def opponent_rows(item: sets.Item) -> dict[str, dict]:
+    """PSNR and bias (as :func:`score`) of BM3D at our estimated sigma and of VST + BM3D: whether a
+    classical denoiser, tuned as a user tunes it, moves intensities the same way; NaN for the maps."""
+    import opponents
+
+    rows = {}
+    for name, (out, info) in (("bm3d (estimated sigma)", opponents.bm3d_estimated(item.noisy, False)),
+                              ("vst + bm3d", opponents.vst_bm3d(item.noisy))):
+        rows[name] = {**score(item, out), "seconds": info["seconds"]}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=sets.DATA)
     p.add_argument("--sets", nargs="+", default=["pg", "w2s"], choices=["pg", "corr", "w2s"])
-    p.add_argument("--presets", nargs="+", default=["fast", "balanced"],
+    p.add_argument("--presets", nargs="*", default=["fast", "balanced"],
                    help="preset names, optionally with overrides, e.g. fast:final_denoise=false")
+    p.add_argument("--opponents", action="store_true",
+                   help="also PSNR and bias of BM3D (estimated sigma) and VST + BM3D (they give no maps)")
     p.add_argument("--per-source", type=int, default=2, help="clean W2S and BSD68 images each in the synthetic sets")
     p.add_argument("--conditions", type=int, default=None, help="only the first N (gain, read noise) conditions")
     p.add_argument("--limit", type=int, default=None, help="only the first N W2S pairs")
@@ -124,22 +145,26 @@ def main(argv: list[str] | None = None) -> None:
         for item in items:
             for preset in args.presets:
                 r = denoise(item.noisy, preset=sets.preset_config(preset), device="cpu", seed=0)
-                row = {"image": item.name, **score(item, r), "seconds": r.info["seconds"]}
+                row = {"image": item.name, **score(item, r.denoised, r.noise_variance, r.posterior_std),
+                       "seconds": r.info["seconds"]}
                 per.setdefault(preset, []).append(row)
                 print(f"{which} {item.name} {preset}: " + " ".join(
                     f"{k} {v:.3f}" for k, v in row.items() if k != "image"), flush=True)
+            if args.opponents:
+                for name, row in opponent_rows(item).items():
+                    per.setdefault(name, []).append({"image": item.name, **row})
         print(f"\n{which}: {len(items)} images; mean over images (bias/bins/slope: also the worst image)")
         cols = ["psnr", "bias_whole", "bias_bright", "bias_dark", "bin_err_max", "slope_ratio", "coverage",
                 "spearman"]
-        print(f"{'preset':10s} " + " ".join(f"{c:>12s}" for c in cols))
+        print(f"{'preset':24s} " + " ".join(f"{c:>12s}" for c in cols))
         summary = {}
         for preset, rows in per.items():
             mean = {c: float(np.mean([r[c] for r in rows])) for c in cols}
             worst = {c: float(max((r[c] for r in rows), key=lambda v, c=c: abs(v - (1 if c == "slope_ratio" else 0))))
                      for c in cols[1:6]}
             summary[preset] = {"mean": mean, "worst": worst}
-            print(f"{preset:10s} " + " ".join(f"{mean[c]:12.3f}" for c in cols))
-            print(f"{'  worst':10s} {'':>12s} " + " ".join(f"{worst[c]:12.3f}" for c in cols[1:6]))
+            print(f"{preset:24s} " + " ".join(f"{mean[c]:12.3f}" for c in cols))
+            print(f"{'  worst':24s} {'':>12s} " + " ".join(f"{worst[c]:12.3f}" for c in cols[1:6]))
         report["sets"][which] = {"summary": summary, "per_image": per}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
