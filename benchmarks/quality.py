@@ -98,10 +98,12 @@ def _scored(out: np.ndarray, info: dict, score: opponents.Score) -> dict:
 
 def direct_prior(item: sets.Item) -> dict:
     """The shipped prior whose noise range holds the estimated noise std, applied once (grey; RGB:
-    channel by channel), no fit, no ensemble: the ``prior denoiser alone`` row of ``--direct-prior``."""
+    channel by channel), no fit, no ensemble: the ``prior denoiser alone`` row of ``--direct-prior``.
+    The prior set is the engine's choice: the correlated-noise priors when the engine finds the
+    noise spatially correlated (docs/priors.md)."""
     import torch
 
-    from napari_scoredvi.noise_estimate import estimate_noise_std
+    from napari_scoredvi.noise_estimate import estimate_noise, mean_noise_std
     from napari_scoredvi.normalise import fit_normalisation
     from napari_scoredvi.priors import load_priors
 
@@ -109,8 +111,9 @@ def direct_prior(item: sets.Item) -> dict:
     x = np.moveaxis(item.noisy, -1, 0) if item.rgb else item.noisy[None]  # (C, H, W)
     norm = fit_normalisation(x.astype(np.float64))
     y = norm.to_model(x.astype(np.float64))
-    std = estimate_noise_std(y)
-    priors = load_priors("cpu")
+    noise = estimate_noise(y)
+    std = mean_noise_std(y, list(noise.levels))
+    priors = load_priors("cpu", correlated=noise.correlated)
     k = next((i for i, p in enumerate(priors) if std <= p.noise_range[1]), len(priors) - 1)
     with torch.no_grad():
         out = priors[k](torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[:, None])[:, 0].numpy()
@@ -188,7 +191,8 @@ def tasks_for(which: str, item: sets.Item, args: argparse.Namespace, engine: str
         if which in VST_SETS:
             out.append(Task(which, item, "vst + bm3d (estimated a, b)", "opponent", {**extra}))
     if args.direct_prior:
-        out.append(Task(which, item, "prior denoiser alone (no fit)", "direct", {"engine": engine}))
+        out.append(Task(which, item, "prior denoiser alone (no fit)", "direct",
+                        {"engine": engine, "prior_set": "engine's choice"}))
     for name in args.presets:
         preset = dataclasses.asdict(get_preset(name))
         out.append(Task(which, item, f"priors only ({name})", "ours",
