@@ -160,3 +160,16 @@ def test_posterior_std_can_be_skipped(tiny_preset):
     np.testing.assert_array_equal(full.denoised, skipped.denoised)
     np.testing.assert_array_equal(full.noise_variance, skipped.noise_variance)
     assert np.isfinite(full.posterior_std).all() and np.isnan(skipped.posterior_std).all()
+
+
+def test_low_noise_image_gets_only_the_priors_for_its_noise():
+    """A photograph with light noise (std 3 in 8-bit) is improved, not smoothed away: the priors
+    trained only on heavier noise are left out. With all three, `fast` gave 36.07 dB here from a
+    38.62 dB input (39.99 now), and 23.11 dB from 31.85 on a PolyU crop (docs/engine.md)."""
+    from skimage import data  # a napari dependency
+
+    clean = data.camera()[128:256, 192:320].astype(np.float64)
+    noisy = clean + np.random.default_rng(0).normal(0, 3.0, clean.shape)
+    r = denoise(noisy, preset="fast", device="cpu", seed=0)
+    assert r.info["prior_ranges_8bit"] == [[0.0, 20.0]], r.info["prior_ranges_8bit"]
+    assert psnr(r.denoised, clean, 255.0) > psnr(noisy, clean, 255.0) + 0.5

@@ -26,6 +26,9 @@ from .priors import load_priors
 from .settings import check_lam
 
 LAM0 = 0.5
+#: a prior is used when its training noise range starts at or below the noise std (level function)
+#: of the image's noisiest pixels, this quantile of them; the first prior is always used
+NOISIEST = 0.99
 BETA0_RANGE = (1e-4, 0.05)  # bounds of the Gamma prior rate (noise variance, model units)
 
 ProgressCallback = Callable[[int, int], object]
@@ -94,7 +97,10 @@ def denoise_steps(
     beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
     # spatially correlated noise gets the priors trained on it (docs/priors.md)
     priors = load_priors(dev, correlated=noise.correlated)
-    key = {"preset": cfg, "channels": int(y.shape[0]), "device": str(dev)}
+    # a prior trained only on noise above that of the noisiest pixels smooths detail away (docs/engine.md)
+    noisiest = noise.std_quantile(y, NOISIEST)
+    priors = [p for i, p in enumerate(priors) if i == 0 or p.noise_range[0] <= noisiest]
+    key = {"preset": cfg, "channels": int(y.shape[0]), "components": len(priors), "device": str(dev)}
     usable = bool(warm_start) and all(warm_start.get(k) == v for k, v in key.items())
     info["warm_start"] = usable  # a state made for another preset, channel count or device is ignored
     out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
@@ -122,6 +128,8 @@ def denoise_steps(
                          for f, sc, off in zip(noise.levels, norm.scale, norm.offset)],
         noise_correlated=noise.correlated,
         noise_lag1=list(noise.lag1),
+        # the training noise ranges (8-bit units of the model's [0, 1] range) of the priors used
+        prior_ranges_8bit=[[round(v * 255.0, 1) for v in p.noise_range] for p in priors],
         normalisation={"offset": norm.offset.tolist(), "scale": norm.scale.tolist()},
         final_terms=out.final_terms,
         seconds=time.perf_counter() - t0,

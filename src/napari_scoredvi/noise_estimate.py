@@ -297,6 +297,16 @@ class NoiseModel:
         the channels is below :attr:`NoiseCorrelation.THRESHOLD`."""
         return float(np.mean([c.residual for c in self.correlation])) < NoiseCorrelation.THRESHOLD
 
+    def std_quantile(self, image: np.ndarray, q: float = 0.99) -> float:
+        """The ``q`` quantile over the pixels of a (C, H, W) image of the noise std its level
+        functions give them (the image's units): how noisy the noisiest pixels are."""
+        channels = np.asarray(image, dtype=np.float64)
+        channels = channels[None] if channels.ndim == 2 else channels
+        step = max(1, channels[0].size // 2**20)  # a quantile of a regular sample: large frames stay cheap
+        var = np.concatenate([np.clip(f.variance(c.ravel()[::step]), 0.0, None)
+                              for f, c in zip(self.levels, channels)])
+        return float(np.sqrt(np.quantile(var, q)))
+
     @property
     def lag1(self) -> tuple[float, float]:
         """Mean (y, x) lag-1 correlation of the noise over the channels, 0 for independent noise."""
