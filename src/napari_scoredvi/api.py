@@ -97,12 +97,16 @@ def denoise_steps(
     beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
     # spatially correlated noise gets the priors trained on it (docs/priors.md)
     priors = load_priors(dev, correlated=noise.correlated)
-    # a prior trained only on noise above that of the noisiest pixels smooths detail away (docs/engine.md)
-    noisiest = noise.std_quantile(y, NOISIEST)
-    priors = [p for i, p in enumerate(priors) if i == 0 or p.noise_range[0] <= noisiest]
-    key = {"preset": cfg, "channels": int(y.shape[0]), "components": len(priors), "device": str(dev)}
+    key = {"preset": cfg, "channels": int(y.shape[0]), "device": str(dev)}
     usable = bool(warm_start) and all(warm_start.get(k) == v for k, v in key.items())
     info["warm_start"] = usable  # a state made for another preset, channel count or device is ignored
+    # a prior trained only on noise above that of the noisiest pixels smooths detail away
+    # (docs/engine.md); the ranges ascend, so the priors kept are the first n. A warm-started
+    # slice keeps the priors of its chain's head, whose networks it continues.
+    noisiest = noise.std_quantile(y, NOISIEST)
+    n = warm_start["components"] if usable else max(1, sum(p.noise_range[0] <= noisiest for p in priors))
+    priors = priors[:n]
+    key["components"] = n
     out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
                           device=dev, noise=noise, seed=seed, noise_std=noise_std,
                           init_state=warm_start["nets"] if usable else None, posterior=posterior_std)
