@@ -173,3 +173,29 @@ def test_low_noise_image_gets_only_the_priors_for_its_noise():
     r = denoise(noisy, preset="fast", device="cpu", seed=0)
     assert r.info["prior_ranges_8bit"] == [[0.0, 20.0]], r.info["prior_ranges_8bit"]
     assert psnr(r.denoised, clean, 255.0) > psnr(noisy, clean, 255.0) + 0.5
+
+
+def test_a_fit_that_drifts_from_the_data_returns_the_priors_estimate(tiny_preset, monkeypatch):
+    """The drift guard: a fitted image farther from the data than DRIFT_LIMIT times the priors' own
+    estimate is replaced by that estimate (here forced by a limit below 1)."""
+    import torch
+
+    from napari_scoredvi import fit as fit_module
+    from napari_scoredvi.normalise import fit_normalisation
+    from napari_scoredvi.priors import load_priors
+
+    noisy, _ = noisy_fluorescence((48, 48), seed=4)
+    normal = denoise(noisy, preset=tiny_preset, device="cpu", seed=0)
+    assert not normal.info["drifted"] and 0.8 < normal.info["drift_ratio"] < fit_module.DRIFT_LIMIT
+    monkeypatch.setattr(fit_module, "DRIFT_LIMIT", 0.5)
+    r = denoise(noisy, preset=tiny_preset, device="cpu", seed=0)
+    assert r.info["drifted"]
+    norm = fit_normalisation(noisy[None].astype(np.float64))
+    y = torch.from_numpy(norm.to_model(noisy[None].astype(np.float64)).astype(np.float32))
+    n = len(r.info["prior_ranges_8bit"])
+    start = fit_module.prior_estimates(y, load_priors("cpu")[:n], tiny_preset.ensemble).mean(0).numpy()
+    np.testing.assert_allclose(r.denoised, norm.image_to_input(start.astype(np.float64))[0], rtol=1e-4, atol=1e-3)
+    # the noise-variance map is the noise level function at the image returned
+    pt = r.info["photon_transfer"][0]
+    np.testing.assert_allclose(r.noise_variance, np.maximum(pt["gain"] * r.denoised + pt["intercept"],
+                                                            r.noise_variance.min()), rtol=1e-3, atol=1e-3)

@@ -121,6 +121,8 @@ def denoise_steps(
         iterations=out.iterations,
         retries=out.retries,
         diverged=out.diverged,
+        drift_ratio=out.drift_ratio,
+        drifted=out.drifted,
         lam=lam_used,
         lam_auto=lam is None,
         beta0=beta0,

@@ -492,7 +492,7 @@ def _scheduler_name(scheduler) -> str | None:
 def _record(job: SliceJob, k: int, info: dict) -> dict:
     record = {"slice": job.label(k), "status": "done", "seed": job.settings.seed + k, "device": info["device"],
               "seconds": round(float(info["seconds"]), 3), "iterations": info["iterations"]}
-    for key in ("lam", "noise_std", "skipped", "diverged", "retries", "warm_start", "photon_transfer",
+    for key in ("lam", "noise_std", "skipped", "diverged", "drifted", "retries", "warm_start", "photon_transfer",
                 "noise_correlated"):
         if key in info:
             record[key] = info[key]

@@ -24,6 +24,9 @@ from .uncertainty import noise_variance_map, tweedie_posterior_variance
 
 DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
 MAX_RETRIES = 2
+#: a fitted image whose mean squared residual (y - denoised) exceeds this times that of the priors'
+#: own estimate has removed image structure, not noise: the priors' estimate is returned instead
+DRIFT_LIMIT = 2.0
 TILE = 1024  # the priors' estimates and the final pass run on tiles of at most TILE x TILE pixels ...
 TILE_OVERLAP = 64  # ... blended linearly over this many pixels, so large frames fit in memory
 
@@ -38,6 +41,10 @@ class FitOutput:
     iterations: int
     retries: int
     diverged: bool
+    #: mean squared residual of the fitted image over that of the priors' own estimate (the mean of
+    #: the guide ``D_k(y)``), and whether it exceeded :data:`DRIFT_LIMIT` (then ``denoised`` is that estimate)
+    drift_ratio: float = 1.0
+    drifted: bool = False
     final_terms: dict[str, float] = field(default_factory=dict)
     #: the fitted (EMA) networks' parameters: pass as ``init_state`` to warm-start a similar image
     state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -228,6 +235,12 @@ def fit(
             f"the fit diverged {MAX_RETRIES + 1} times (non-finite output); try another preset or a fixed lam, "
             "and check the image for extreme outliers"
         )
+    # the fit starts at the priors' estimates; ending far from the data means it smoothed structure away
+    start = guide.mean(0)
+    drift_ratio = float(((yt - denoised) ** 2).mean() / ((yt - start) ** 2).mean().clamp_min(1e-12))
+    drifted = drift_ratio > DRIFT_LIMIT
+    if drifted:  # the noise-variance map follows the image returned (the posterior std is the fit's)
+        denoised, noise_var = start, noise_variance_map(start, noise.levels)
     return FitOutput(
         denoised=denoised.float().cpu().numpy(),
         noise_variance=noise_var.float().cpu().numpy(),
@@ -235,6 +248,8 @@ def fit(
         iterations=done,
         retries=retry,
         diverged=diverged,
+        drift_ratio=drift_ratio,
+        drifted=drifted,
         final_terms=terms,
         state={k: v.detach().clone() for k, v in nets.state_dict().items()},
     )
