@@ -145,8 +145,11 @@ def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tu
 
 
 def _engine_version() -> str:
-    """The engine's source as committed (``git rev-parse HEAD:src/napari_scoredvi``), plus a hash of
-    uncommitted changes to it: our cached rows are reused only for the same engine."""
+    """A hash of the engine's committed source (``git ls-tree -r HEAD src/napari_scoredvi``) plus a
+    hash of uncommitted changes to it: our cached rows are reused only for the same engine.
+
+    ``presets.py`` is left out: every row's settings carry its whole preset, so editing one preset
+    recomputes that preset's rows only."""
     import hashlib
     import subprocess
 
@@ -155,9 +158,12 @@ def _engine_version() -> str:
     def git(*cmd: str) -> str:
         return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, check=True).stdout
 
-    tree = git("rev-parse", "HEAD:src/napari_scoredvi").strip()
-    diff = git("diff", "HEAD", "--", "src/napari_scoredvi")
-    return tree + (f"+{hashlib.sha256(diff.encode()).hexdigest()[:12]}" if diff else "")
+    presets = "src/napari_scoredvi/presets.py"
+    tree = "".join(line + "\n" for line in git("ls-tree", "-r", "HEAD", "--", "src/napari_scoredvi").splitlines()
+                   if not line.endswith("\t" + presets))
+    diff = git("diff", "HEAD", "--", "src/napari_scoredvi", f":(exclude){presets}")
+    version = "src-" + hashlib.sha256(tree.encode()).hexdigest()[:16]
+    return version + (f"+{hashlib.sha256(diff.encode()).hexdigest()[:12]}" if diff else "")
 
 
 @dataclasses.dataclass(frozen=True)
