@@ -144,12 +144,31 @@ def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tu
     return out
 
 
-def _engine_version() -> str:
-    """A hash of the engine's committed source (``git ls-tree -r HEAD src/napari_scoredvi``) plus a
-    hash of uncommitted changes to it: our cached rows are reused only for the same engine.
+ENGINE_ENTRY = "napari_scoredvi.api"  # denoise(): the modules it imports are the engine
 
-    ``presets.py`` is left out: every row's settings carry its whole preset, so editing one preset
-    recomputes that preset's rows only."""
+
+def _engine_files(root: Path) -> list[str]:
+    """Repository paths of what ``denoise`` runs: the package's modules that importing
+    :data:`ENGINE_ENTRY` loads (measured in a fresh interpreter) and the shipped prior weights,
+    ``presets.py`` left out (every row's settings carry its whole preset)."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, {ENGINE_ENTRY}; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+            "if n.split('.')[0] == 'napari_scoredvi' and getattr(m, '__file__', None)))")
+    files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    package = root / "src" / "napari_scoredvi"
+    paths = {Path(f).resolve() for f in files} | set((package / "priors" / "weights").glob("*"))
+    if not all(p.is_relative_to(root) for p in paths):
+        raise SystemExit(f"napari_scoredvi is not imported from {root}: install it editable (pip install -e .)")
+    return sorted(p.relative_to(root).as_posix() for p in paths if p.name != "presets.py")
+
+
+def _engine_version() -> str:
+    """A hash of the engine's committed files (:func:`_engine_files`, as ``git ls-tree HEAD`` lists
+    them) plus a hash of uncommitted changes to them: our cached rows are reused only for the same
+    engine. Changes to the widget, the batch pipeline or the command line do not invalidate them,
+    and editing one preset recomputes that preset's rows only."""
     import hashlib
     import subprocess
 
@@ -158,11 +177,10 @@ def _engine_version() -> str:
     def git(*cmd: str) -> str:
         return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, check=True).stdout
 
-    presets = "src/napari_scoredvi/presets.py"
-    tree = "".join(line + "\n" for line in git("ls-tree", "-r", "HEAD", "--", "src/napari_scoredvi").splitlines()
-                   if not line.endswith("\t" + presets))
-    diff = git("diff", "HEAD", "--", "src/napari_scoredvi", f":(exclude){presets}")
-    version = "src-" + hashlib.sha256(tree.encode()).hexdigest()[:16]
+    files = _engine_files(root)
+    tree = git("ls-tree", "HEAD", "--", *files)
+    diff = git("diff", "HEAD", "--", *files)
+    version = "engine-" + hashlib.sha256(tree.encode()).hexdigest()[:16]
     return version + (f"+{hashlib.sha256(diff.encode()).hexdigest()[:12]}" if diff else "")
 
 
