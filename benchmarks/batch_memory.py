@@ -3,7 +3,7 @@
 Writes a synthetic N x H x W uint16 Zarr for each N, runs ``denoise_volume`` on it in a fresh
 process, and prints the peak resident set size of that process (Linux ``ru_maxrss``). With
 ``--allocator tuned default`` each size also runs with the allocator settings of
-``napari_scoredvi.host_memory`` turned off (``NAPARI_SCOREDVI_ALLOCATOR=default``), for comparison.
+``napari_scoredvi.engine.host_memory`` turned off (``NAPARI_SCOREDVI_ALLOCATOR=default``), for comparison.
 
     python benchmarks/batch_memory.py --slices 2 6 --size 1024 --preset fast
 """
@@ -21,9 +21,9 @@ import time
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, zarr, torch
-from napari_scoredvi.batch import denoise_volume
-from napari_scoredvi.settings import DenoiseSettings
-from napari_scoredvi.samples import add_camera_noise, clean_fluorescence
+from napari_scoredvi.pipeline.run import denoise_volume
+from napari_scoredvi.engine.settings import DenoiseSettings
+from napari_scoredvi.io.synthetic import add_camera_noise, clean_fluorescence
 n, size, preset, threads, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 src = zarr.open_array(f"{tmp}/in.zarr", mode="w", shape=(n, size, size), chunks=(1, size, size), dtype="uint16")

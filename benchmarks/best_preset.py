@@ -20,7 +20,7 @@ import torch
 import quality
 import sets
 from napari_scoredvi import denoise
-from napari_scoredvi.presets import PRESETS
+from napari_scoredvi.engine.presets import PRESETS
 
 BALANCED = PRESETS["balanced"]
 CANDIDATES = {

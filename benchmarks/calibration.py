@@ -4,7 +4,7 @@ Two clean scenes in photoelectrons: ``wedge`` (``samples.step_wedge``: flat squa
 5-400 e-, on a 2 e- background: what the calibration is meant for) and ``fluorescence``
 (``samples.clean_fluorescence`` scaled to 300 e- at its brightest pixel: blobs and filaments, few
 flat regions). Each goes through ``samples.camera_frame`` (Poisson, read noise 2 e-, times the gain,
-offset 100 ADU, uint16) and :func:`napari_scoredvi.calibration.calibrate` with the offset given.
+offset 100 ADU, uint16) and :func:`napari_scoredvi.calibration.photon_transfer.calibrate` with the offset given.
 Prints measured / known gain and measured / known read noise per gain and seed, and the summary;
 then the same for the 5 slices of the napari sample stack (``samples.noisy_fluorescence_stack``:
 gain 1 ADU/e-, read noise 3 e-, offset 100 ADU, 256 x 256, at most 60 e-).
@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from napari_scoredvi.calibration import calibrate
-from napari_scoredvi.samples import camera_frame, clean_fluorescence, noisy_fluorescence_stack, step_wedge
+from napari_scoredvi.calibration.photon_transfer import calibrate
+from napari_scoredvi.io.synthetic import camera_frame, clean_fluorescence, noisy_fluorescence_stack, step_wedge
 
 GAINS = (0.5, 2.0, 5.0)  # ADU per photoelectron
 READ_NOISE_E = 2.0
@@ -73,7 +73,7 @@ def main() -> None:
     if args.plots:
         from pathlib import Path
 
-        from napari_scoredvi.calibration_plot import save_plot
+        from napari_scoredvi.calibration.plot import save_plot
 
         out = save_plot(calibrate(stack[2], offset=100.0, gain_known=1.0), Path(args.plots) / "calibration-sample.png",
                         "napari sample stack, slice 2 (gain 1, read noise 3 e-, offset 100)")

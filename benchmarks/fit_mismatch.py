@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    import napari_scoredvi.api as api
+    import napari_scoredvi.engine.api as api
     from napari_scoredvi import denoise
 
     torch.set_num_threads(args.threads)

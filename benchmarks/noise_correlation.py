@@ -15,7 +15,7 @@ import sets
 
 
 def main() -> None:
-    from napari_scoredvi.noise_estimate import NoiseCorrelation, estimate_noise
+    from napari_scoredvi.engine.noise_estimate import NoiseCorrelation, estimate_noise
 
     groups = {"pg (independent)": sets.synthetic("pg"), "corr (lag-1 0.6)": sets.synthetic("corr"),
               "w2s (real widefield)": sets.w2s(), "polyu (camera sRGB)": sets.polyu()}

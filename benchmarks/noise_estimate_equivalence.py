@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--against", required=True, help="a git revision")
     p.add_argument("--data", type=Path, default=sets.DATA)
     args = p.parse_args(argv)
-    from napari_scoredvi import noise_estimate as now
+    from napari_scoredvi.engine import noise_estimate as now
 
     with tempfile.TemporaryDirectory() as folder:
         then = _module_at(args.against, folder)

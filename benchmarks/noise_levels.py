@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-source", type=int, default=2, help="clean W2S and BSD68 images each in the synthetic sets")
     p.add_argument("--limit", type=int, default=None, help="only the first N W2S pairs")
     args = p.parse_args(argv)
-    from napari_scoredvi.noise_estimate import estimate_noise, estimate_noise_level_function
+    from napari_scoredvi.engine.noise_estimate import estimate_noise, estimate_noise_level_function
 
     estimators = {"stride4": lambda im: estimate_noise_level_function(im),
                   "stride1": lambda im: estimate_noise_level_function(im, stride=1),

@@ -45,9 +45,9 @@ def _bm3d(noisy: np.ndarray, sigma: float, rgb: bool) -> np.ndarray:
 
 
 def bm3d_estimated(noisy: np.ndarray, rgb: bool) -> tuple[np.ndarray, dict]:
-    """BM3D with the noise std of ``napari_scoredvi.noise_estimate.estimate_noise_std`` (image
+    """BM3D with the noise std of ``napari_scoredvi.engine.noise_estimate.estimate_noise_std`` (image
     units; RGB: averaged over channels). Returns (output, {"sigma", "seconds"})."""
-    from napari_scoredvi.noise_estimate import estimate_noise_std
+    from napari_scoredvi.engine.noise_estimate import estimate_noise_std
 
     t0 = time.perf_counter()
     sigma = estimate_noise_std(np.moveaxis(noisy, -1, 0) if rgb else noisy)
@@ -144,7 +144,7 @@ def vst_bm3d(noisy: np.ndarray) -> tuple[np.ndarray, dict]:
     I + intercept`` (image units) from ``estimate_noise_level_function``, :func:`gat_forward`, BM3D
     at sigma 1, :func:`gat_inverse_unbiased`. Returns (output in image units, {"slope",
     "intercept", "seconds"})."""
-    from napari_scoredvi.noise_estimate import estimate_noise_level_function
+    from napari_scoredvi.engine.noise_estimate import estimate_noise_level_function
 
     t0 = time.perf_counter()
     nlf = estimate_noise_level_function(noisy)

@@ -24,8 +24,8 @@ import numpy as np
 from scipy.ndimage import sobel
 
 import sets
-from napari_scoredvi import noise_estimate
-from napari_scoredvi.noise_estimate import N_BINS, PATCH, STRIDE, estimate_noise, measure_noise_levels
+from napari_scoredvi.engine import noise_estimate
+from napari_scoredvi.engine.noise_estimate import N_BINS, PATCH, STRIDE, estimate_noise, measure_noise_levels
 
 
 def patch_eigenvalues(noise: np.ndarray, stride: int) -> tuple[float, float]:

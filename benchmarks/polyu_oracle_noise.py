@@ -16,9 +16,9 @@ import torch
 
 import quality
 import sets
-from napari_scoredvi import api, denoise
-from napari_scoredvi.noise_estimate import NoiseLevelFunction
-from napari_scoredvi.normalise import fit_normalisation
+from napari_scoredvi.engine import api, denoise
+from napari_scoredvi.engine.noise_estimate import NoiseLevelFunction
+from napari_scoredvi.engine.normalise import fit_normalisation
 
 
 def main() -> None:

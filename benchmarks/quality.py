@@ -103,9 +103,9 @@ def direct_prior(item: sets.Item) -> dict:
     noise spatially correlated (docs/priors.md)."""
     import torch
 
-    from napari_scoredvi.noise_estimate import estimate_noise, mean_noise_std
-    from napari_scoredvi.normalise import fit_normalisation
-    from napari_scoredvi.priors import load_priors
+    from napari_scoredvi.engine.noise_estimate import estimate_noise, mean_noise_std
+    from napari_scoredvi.engine.normalise import fit_normalisation
+    from napari_scoredvi.engine.priors import load_priors
 
     t0 = time.perf_counter()
     x = np.moveaxis(item.noisy, -1, 0) if item.rgb else item.noisy[None]  # (C, H, W)
@@ -144,7 +144,7 @@ def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tu
     return out
 
 
-ENGINE_ENTRY = "napari_scoredvi.api"  # denoise(): the modules it imports are the engine
+ENGINE_ENTRY = "napari_scoredvi.engine.api"  # denoise(): the modules it imports are the engine
 
 
 def _engine_files(root: Path) -> list[str]:
@@ -158,7 +158,7 @@ def _engine_files(root: Path) -> list[str]:
             "if n.split('.')[0] == 'napari_scoredvi' and getattr(m, '__file__', None)))")
     files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     package = root / "src" / "napari_scoredvi"
-    paths = {Path(f).resolve() for f in files} | set((package / "priors" / "weights").glob("*"))
+    paths = {Path(f).resolve() for f in files} | set((package / "engine" / "priors" / "weights").glob("*"))
     if not all(p.is_relative_to(root) for p in paths):
         raise SystemExit(f"napari_scoredvi is not imported from {root}: install it editable (pip install -e .)")
     return sorted(p.relative_to(root).as_posix() for p in paths if p.name != "presets.py")
@@ -201,7 +201,7 @@ class Task:
 
 def tasks_for(which: str, item: sets.Item, args: argparse.Namespace, engine: str) -> list[Task]:
     """Every row ``quality.py`` computes for one image, in table order."""
-    from napari_scoredvi.presets import get_preset
+    from napari_scoredvi.engine.presets import get_preset
 
     out = []
     if not args.no_opponents:
@@ -245,7 +245,7 @@ def run_task(task: Task, args: argparse.Namespace) -> dict:
         d = direct_prior(item)
         return _scored(d["out"], {"seconds": d["seconds"]}, score)
     from napari_scoredvi import denoise
-    from napari_scoredvi.presets import Preset
+    from napari_scoredvi.engine.presets import Preset
 
     preset = Preset(**task.settings["preset"])
     r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=preset, device=args.device, seed=0)
@@ -275,7 +275,7 @@ def compute(todo: list[Task], caches: dict[str, opponents.Cache], args: argparse
 
 
 def main(argv: list[str] | None = None) -> None:
-    from napari_scoredvi.presets import PRESETS
+    from napari_scoredvi.engine.presets import PRESETS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=sets.DATA)

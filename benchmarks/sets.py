@@ -149,7 +149,7 @@ def preset_config(spec: str):
     not a preset field)."""
     import dataclasses
 
-    from napari_scoredvi.presets import get_preset
+    from napari_scoredvi.engine.presets import get_preset
 
     name, _, over = spec.partition(":")
     cfg = get_preset(name)

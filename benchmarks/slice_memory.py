@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from napari_scoredvi import api
-    from napari_scoredvi.samples import add_camera_noise, clean_fluorescence
+    from napari_scoredvi.engine import api
+    from napari_scoredvi.io.synthetic import add_camera_noise, clean_fluorescence
 
     torch.set_num_threads(args.threads)
     image = add_camera_noise(clean_fluorescence((args.size, args.size), seed=0), seed=0)

@@ -13,7 +13,7 @@ torch threads. Sections (pick with ``--sections``):
 
 A configuration is a preset name with optional overrides, e.g. ``fast``,
 ``balanced:iterations=150``, ``fast:crops=1,samples=2``. The override ``allocator=default`` runs
-the configuration with the package's allocator settings turned off (``napari_scoredvi.host_memory``).
+the configuration with the package's allocator settings turned off (``napari_scoredvi.engine.host_memory``).
 
     python benchmarks/speed.py --configs fast balanced best --threads 2
 """
@@ -60,7 +60,7 @@ def _scores(out: np.ndarray, gt: np.ndarray, data_range: float, affine: bool) ->
 def _bm3d(noisy: np.ndarray) -> np.ndarray:
     import bm3d
 
-    from napari_scoredvi.noise_estimate import estimate_noise_std
+    from napari_scoredvi.engine.noise_estimate import estimate_noise_std
 
     lo, hi = float(noisy.min()), float(noisy.max())
     unit = (noisy - lo) / (hi - lo)
@@ -75,7 +75,7 @@ def _w2s(n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def _stack(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    from napari_scoredvi.samples import noisy_fluorescence_stack
+    from napari_scoredvi.io.synthetic import noisy_fluorescence_stack
 
     return noisy_fluorescence_stack(n, (size, size), seed=11, photons=40.0)
 
@@ -85,8 +85,8 @@ def child(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from napari_scoredvi import denoise
-    from napari_scoredvi.settings import DenoiseSettings
-    from napari_scoredvi.stack import denoise_stack_steps
+    from napari_scoredvi.engine.settings import DenoiseSettings
+    from napari_scoredvi.pipeline.slices import denoise_stack_steps
 
     kind, method = spec["kind"], spec["method"]
     res: dict = {}

@@ -33,8 +33,8 @@ cluster = sys.argv[7] == "cluster"
 torch.set_num_threads(threads)
 import napari
 from qtpy.QtWidgets import QApplication
-from napari_scoredvi._widget import RUN_CLUSTER, RUN_HERE, SCOPE_RANGE, ScoreDVIWidget
-from napari_scoredvi.samples import add_camera_noise, clean_fluorescence
+from napari_scoredvi._qt.denoise_widget import RUN_CLUSTER, RUN_HERE, SCOPE_RANGE, ScoreDVIWidget
+from napari_scoredvi.io.synthetic import add_camera_noise, clean_fluorescence
 
 src = zarr.open_array(f"{tmp}/in.zarr", mode="w", shape=(depth, size, size), chunks=(1, size, size),
                       dtype="uint16", fill_value=100)

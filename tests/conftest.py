@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_scoredvi.presets import Preset
+from napari_scoredvi.engine.presets import Preset
 
 # Before pytest-qt creates the QApplication: the GUI tests draw nothing, so they use Qt's offscreen
 # platform. Without it Qt tries its xcb (X11) plugin, which aborts the whole run where there is no

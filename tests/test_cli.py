@@ -8,7 +8,7 @@ import tifffile
 
 from conftest import TINY
 from napari_scoredvi.cli import main
-from napari_scoredvi.presets import PRESETS
+from napari_scoredvi.engine.presets import PRESETS
 
 
 def test_demo_writes_outputs_and_reports(tmp_path, capsys):

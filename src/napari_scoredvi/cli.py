@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .devices import DEVICE_CHOICES
-from .presets import PRESETS
+from ._version import __version__
+from .engine.devices import DEVICE_CHOICES
+from .engine.presets import PRESETS
 
 
 def _write_tiff(path: Path, data: np.ndarray) -> None:
@@ -30,8 +30,8 @@ def _psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .api import denoise
-    from .samples import noisy_fluorescence
+    from .engine.api import denoise
+    from .io.synthetic import noisy_fluorescence
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,51 +52,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name, data in [("noisy", noisy), ("clean", clean), ("denoised", r.denoised),
                        ("noise_variance", r.noise_variance), ("posterior_std", r.posterior_std)]:
         _write_tiff(out / f"{name}.tif", data)
-    print(f"device: {r.info['device']}; iterations: {r.info['iterations']}; prior weight lam: {r.info['lam']}; "
-          f"estimated noise std: {r.info['noise_std']:.2f} counts")
+    print(f"device: {r.info.device}; iterations: {r.info.iterations}; prior weight lam: {r.info.lam}; "
+          f"estimated noise std: {r.info.noise_std:.2f} counts")
     print(f"PSNR vs clean: noisy {_psnr(noisy, clean, rng):.2f} dB -> denoised {_psnr(r.denoised, clean, rng):.2f} dB")
-    print(f"took {r.info['seconds']:.1f} s; wrote noisy, clean, denoised, noise_variance, posterior_std .tif to {out}/")
+    print(f"took {r.info.seconds:.1f} s; wrote noisy, clean, denoised, noise_variance, posterior_std .tif to {out}/")
     return 0
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .batch import denoise_volume
-    from .settings import DenoiseSettings
+    from .engine.settings import DenoiseSettings
+    from .pipeline.events import RunStarted, SliceDone, SliceStep
+    from .pipeline.job import slice_text
+    from .pipeline.run import denoise_volume
 
     bar = None
     finished = 0  # slices done, the bar's whole part
     last_draw = 0.0
 
-    def progress(done: int, total: int, record: dict | None) -> None:
-        nonlocal bar, finished
-        finished = done
-        if bar is None:
-            print(f"napari-scoredvi {__version__}: denoising {total} slice(s) of {args.input} -> {args.output}"
-                  + (f" ({done} already done)" if done else ""), file=sys.stderr)
-            # the count moves by fractions of a slice as its iterations go (see step_progress)
-            bar = tqdm(total=total, initial=done, unit="slice", dynamic_ncols=True, file=sys.stderr,
+    def progress(event) -> None:
+        nonlocal bar, finished, last_draw
+        if isinstance(event, RunStarted):
+            finished = event.done
+            print(f"napari-scoredvi {__version__}: denoising {event.total} slice(s) of {args.input} -> {args.output}"
+                  + (f" ({event.done} already done)" if event.done else ""), file=sys.stderr)
+            # the count moves by fractions of a slice as its iterations go
+            bar = tqdm(total=event.total, initial=event.done, unit="slice", dynamic_ncols=True, file=sys.stderr,
                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} slices [{elapsed}<{remaining}{postfix}]")
-            return
-        where = " ".join(f"{ax.lower()}={i}" for ax, i in record["slice"].items())
-        bar.n = done
-        bar.set_postfix_str(f"last: {where} {record.get('seconds', 0):.1f} s")
-
-    def step_progress(where: dict, step: int, total: int) -> None:
-        nonlocal last_draw
-        if bar is None or (step > 1 and time.monotonic() - last_draw < 0.5):  # tqdm limits only update()
-            return
-        last_draw = time.monotonic()
-        bar.n = finished + step / max(total, 1)
-        label = " ".join(f"{ax.lower()}={i}" for ax, i in where.items()) or "image"
-        bar.set_postfix_str(f"{label}: step {step}/{total}")
+        elif isinstance(event, SliceDone) and bar is not None:
+            finished = event.done
+            bar.n = event.done
+            where = slice_text(event.record.get("slice", {})).lower()
+            bar.set_postfix_str(f"last: {where} {event.record.get('seconds', 0):.1f} s")
+        elif isinstance(event, SliceStep) and bar is not None:
+            if event.step > 1 and time.monotonic() - last_draw < 0.5:  # tqdm limits only update()
+                return
+            last_draw = time.monotonic()
+            bar.n = finished + event.step / max(event.steps, 1)
+            bar.set_postfix_str(f"{slice_text(event.label).lower() or 'image'}: step {event.step}/{event.steps}")
 
     try:
         settings = DenoiseSettings(args.preset, args.device, args.seed, warm_start=not args.no_warm_start)
         out = denoise_volume(args.input, args.output, settings, axes=args.axes, channel_axis=args.channel_axis,
                              posterior_std=args.posterior_std, resume=args.resume, overwrite=args.overwrite,
-                             scheduler=args.scheduler, progress=progress, step_progress=step_progress)
+                             scheduler=args.scheduler, progress=progress)
     except KeyboardInterrupt:
         print("\nnapari-scoredvi: stopped; the finished slices are kept in the output: run the same command "
               "with --resume to do the rest", file=sys.stderr)
@@ -148,8 +148,8 @@ def _add_denoise_parser(sub) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration import calibrate, read_plane
-    from .calibration_plot import require_matplotlib, save_plot
+    from .calibration.photon_transfer import calibrate, read_plane
+    from .calibration.plot import require_matplotlib, save_plot
 
     for flag, out in (("--plot", args.plot), ("--json", args.json), ("--csv", args.csv)):
         if out and Path(out).resolve() == Path(args.input).resolve():

@@ -1,0 +1,1 @@
+"""Noise calibration (photon transfer): the camera gain and read noise measured from one frame."""

@@ -1,0 +1,158 @@
+"""The public entry point: ``denoise(image) -> DenoiseResult``.
+
+Data flow: image in (:mod:`.validate`) -> normalise (:mod:`.normalise`) -> noise estimate and prior
+weight (:mod:`.noise_estimate`) -> variational fit with score priors (:mod:`.fit`) -> outputs back
+in the input's units (:mod:`.result`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+
+import numpy as np
+import torch
+
+from .._version import __version__
+from .devices import describe_device, resolve_device
+from .fit import fit
+from .host_memory import tune_allocator
+from .noise_estimate import NoiseModel, estimate_noise, mean_noise_std, prior_weight
+from .normalise import fit_normalisation
+from .presets import Preset
+from .priors import load_priors
+from .result import Cancelled, DenoiseInfo, DenoiseResult, FitStep, PhotonTransfer, WarmStart
+from .settings import DenoiseSettings
+from .validate import as_channels_first
+
+__all__ = ["Cancelled", "DenoiseResult", "denoise", "denoise_steps"]
+
+LAM0 = 0.5
+#: a prior is used when its training noise range starts at or below the noise std (level function)
+#: of the image's noisiest pixels, this quantile of them; the first prior is always used
+NOISIEST = 0.99
+BETA0_RANGE = (1e-4, 0.05)  # bounds of the Gamma prior rate (noise variance, model units)
+
+ProgressCallback = Callable[[int, int], object]
+
+
+def denoise_steps(
+    image,
+    settings: DenoiseSettings | None = None,
+    channel_axis: int | None = None,
+    warm_start: WarmStart | None = None,
+    posterior_std: bool = True,
+    noise_model: NoiseModel | None = None,
+) -> Generator[FitStep, None, DenoiseResult]:
+    """The work of :func:`denoise` as a generator: yields a :class:`FitStep` after each Adam step,
+    returns the :class:`DenoiseResult`.
+
+    settings: preset, device, seed (this image's), prior weight and prior set (default:
+    ``DenoiseSettings()``). warm_start: the ``warm_start`` of an earlier result for a similar image
+    (ignored unless made with the same preset, channel count and device). noise_model: a known
+    noise model of the image in model units (e.g. a calibration), instead of the estimate.
+    Closing the generator (or stopping to iterate it) cancels the fit. The first call tunes the
+    process's memory allocator (:mod:`.host_memory`: flat peak memory over many slices).
+    """
+    t0 = time.perf_counter()
+    tune_allocator()
+    settings = settings or DenoiseSettings()
+    arr = as_channels_first(image, channel_axis)  # float64 copy, (C, H, W)
+    cfg = settings.preset
+    dev = resolve_device(settings.device)
+    lam = settings.lam
+    out_shape = np.shape(image)
+    about = {"version": __version__, "preset": cfg.name, "seed": settings.seed, "device": describe_device(dev)}
+    norm = fit_normalisation(arr)
+    if norm is None:  # a constant image (e.g. a blank frame of a stack): nothing to remove
+        info = DenoiseInfo(**about, skipped="constant image: returned unchanged", seconds=time.perf_counter() - t0)
+        zeros = np.zeros(out_shape, np.float32)
+        # the warm start passes through, so a blank frame does not break a stack's chain
+        return DenoiseResult(np.asarray(image, dtype=np.float32).copy(), zeros, zeros.copy(), info, warm_start)
+    y = norm.to_model(arr)
+    noise = noise_model or estimate_noise(y)  # model units ([0, 1] range)
+    noise_std = mean_noise_std(y, list(noise.levels))
+    lam_used = prior_weight(noise_std * 255.0, LAM0) if lam is None else float(lam)
+    beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
+    # spatially correlated noise gets the priors trained on it (docs/priors.md)
+    correlated = noise.correlated if settings.priors == "auto" else settings.priors == "correlated"
+    priors = load_priors(dev, correlated=correlated)
+    usable = warm_start is not None and warm_start.fits(cfg, int(y.shape[0]), str(dev))
+    # a prior trained only on noise above that of the noisiest pixels smooths detail away
+    # (docs/engine.md); the ranges ascend, so the priors kept are the first n. A warm-started
+    # slice keeps the priors of its chain's head, whose networks it continues.
+    noisiest = noise.std_quantile(y, NOISIEST)
+    n = warm_start.components if usable else max(1, sum(p.noise_range[0] <= noisiest for p in priors))
+    priors = priors[:n]
+    out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
+                         device=dev, noise=noise, seed=settings.seed, noise_std=noise_std,
+                         init_state=warm_start.nets if usable else None, posterior=posterior_std)
+    denoised = norm.image_to_input(out.denoised)
+    variance = norm.variance_to_input(out.noise_variance)
+    std = norm.std_to_input(out.posterior_std)
+    if channel_axis is None:
+        denoised, variance, std = denoised[0], variance[0], std[0]
+    else:
+        denoised, variance, std = (np.moveaxis(a, 0, channel_axis) for a in (denoised, variance, std))
+    info = DenoiseInfo(
+        **about,
+        iterations=out.iterations,
+        warm_start=usable,  # a state made for another preset, channel count or device is ignored
+        retries=out.retries,
+        diverged=out.diverged,
+        drift_ratio=out.drift_ratio,
+        drifted=out.drifted,
+        lam=lam_used,
+        lam_auto=lam is None,
+        beta0=beta0,
+        noise_std=float(noise_std * np.mean(norm.scale)),
+        noise_std_8bit=float(noise_std * 255.0),
+        # the noise level function in the input's units, per channel (I in input units)
+        photon_transfer=tuple(PhotonTransfer(float(f.slope * sc), float(sc * sc * f.intercept - f.slope * sc * off))
+                              for f, sc, off in zip(noise.levels, norm.scale, norm.offset)),
+        noise_correlated=noise.correlated,
+        noise_lag1=tuple(float(v) for v in noise.lag1),
+        prior_ranges_8bit=tuple(tuple(round(v * 255.0, 1) for v in p.noise_range) for p in priors),
+        normalisation_offset=tuple(float(v) for v in norm.offset),
+        normalisation_scale=tuple(float(v) for v in norm.scale),
+        final_terms=out.final_terms,
+        seconds=time.perf_counter() - t0,
+    )
+    state = WarmStart(cfg, int(y.shape[0]), str(dev), n, out.state)
+    return DenoiseResult(denoised.astype(np.float32), variance.astype(np.float32), std.astype(np.float32), info,
+                         state)
+
+
+def denoise(
+    image,
+    channel_axis: int | None = None,
+    preset: str | Preset = "balanced",
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    lam: float | None = None,
+    warm_start: WarmStart | None = None,
+    posterior_std: bool = True,
+) -> DenoiseResult:
+    """Denoise one 2D image (H, W), or a 2D image with a channel axis (RGB or multichannel).
+
+    image: any integer or float dtype; never modified. channel_axis: the channel axis of a 3D
+    image, or None. preset: ``"fast"``, ``"balanced"`` or ``"best"``. device: ``"auto"`` (CUDA,
+    then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``. seed: same seed and device give the same
+    result. progress: called as ``progress(step, total)`` after each iteration; raising from it
+    (e.g. :class:`Cancelled`) stops the fit and propagates. lam: prior weight; None picks it from
+    the estimated noise level. warm_start: the ``warm_start`` of an earlier result for a similar image
+    (e.g. the previous slice): the fit starts from those networks and runs fewer steps.
+    posterior_std: False skips the posterior std (2 x K prior passes); it is then all NaN.
+    """
+    settings = DenoiseSettings(preset, str(device), seed, lam)
+    steps = denoise_steps(image, settings, channel_axis, warm_start, posterior_std)
+    try:
+        while True:
+            event = next(steps)
+            if progress is not None:
+                progress(event.step, event.total)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        steps.close()

@@ -1,0 +1,122 @@
+"""What the engine hands back: the result of one image, what ran (typed), the state that warm-starts
+the next image, and the progress it reports while fitting."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .presets import Preset
+
+
+class Cancelled(Exception):
+    """Raise this from a ``progress`` callback to stop a fit; ``denoise`` re-raises it."""
+
+
+@dataclass(frozen=True)
+class FitStep:
+    """Progress of one image's fit: Adam step ``step`` of ``total`` is done (``total`` grows when a
+    diverged fit is redone)."""
+
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class PhotonTransfer:
+    """The noise level function of one channel in the input's units: ``variance = gain * I + intercept``
+    (ADU^2 for an intensity ``I`` in ADU), the image's photon transfer (docs/fidelity.md)."""
+
+    gain: float
+    intercept: float
+
+
+@dataclass(frozen=True)
+class DenoiseInfo:
+    """What :func:`~napari_scoredvi.engine.api.denoise` did to one image (JSON-ready with :meth:`as_dict`).
+
+    Intensities are in the input's units unless the name says ``8bit`` (the model's [0, 1] range x 255).
+    A constant image is returned unchanged: ``skipped`` says so and the fit's fields keep their defaults.
+    """
+
+    version: str
+    preset: str
+    seed: int
+    device: str
+    seconds: float = 0.0
+    iterations: int = 0
+    #: the fit continued the networks of a warm-start state (the previous slice of a stack)
+    warm_start: bool = False
+    skipped: str | None = None
+    retries: int = 0
+    diverged: bool = False
+    #: mean squared residual of the fit over that of the priors' own estimate; above the limit the
+    #: fit "drifted" and the priors' estimate was returned (docs/engine.md)
+    drift_ratio: float = 1.0
+    drifted: bool = False
+    lam: float | None = None
+    lam_auto: bool = True
+    beta0: float | None = None
+    noise_std: float | None = None
+    noise_std_8bit: float | None = None
+    photon_transfer: tuple[PhotonTransfer, ...] = ()
+    noise_correlated: bool = False
+    #: lag-1 correlation of the noise along y and x
+    noise_lag1: tuple[float, float] = (0.0, 0.0)
+    #: the training noise ranges (8-bit units) of the prior denoisers used
+    prior_ranges_8bit: tuple[tuple[float, float], ...] = ()
+    #: per channel: model value = (input - offset) / scale
+    normalisation_offset: tuple[float, ...] = ()
+    normalisation_scale: tuple[float, ...] = ()
+    #: the ELBO's terms at the last step
+    final_terms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready values (lists for tuples)."""
+        return _plain(asdict(self))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The fitted networks of one image, to start the fit of the next, similar image (the next slice
+    of a stack). Used only for the same preset, channel count and device; the next image keeps the
+    first ``components`` priors, whose networks these are."""
+
+    preset: Preset
+    channels: int
+    device: str
+    components: int
+    nets: dict[str, torch.Tensor] = field(repr=False)
+
+    def fits(self, preset: Preset, channels: int, device: str) -> bool:
+        """Whether this state can start a fit with these settings."""
+        return (self.preset, self.channels, self.device) == (preset, channels, device)
+
+
+@dataclass
+class DenoiseResult:
+    """Outputs of :func:`~napari_scoredvi.engine.api.denoise`, all float32 with the input image's shape.
+
+    denoised: posterior mean, in the input's intensity units.
+    noise_variance: per-pixel noise variance (the image's noise level function at the denoised
+    intensity), input units squared.
+    posterior_std: per-pixel posterior standard deviation (Tweedie's second-order formula), input units.
+    info: what ran. warm_start: the fitted networks; pass it as ``warm_start`` when denoising the
+    next, similar image with the same preset and device (None for a constant image without one).
+    """
+
+    denoised: np.ndarray
+    noise_variance: np.ndarray
+    posterior_std: np.ndarray
+    info: DenoiseInfo
+    warm_start: WarmStart | None = field(default=None, repr=False)

@@ -1,0 +1,61 @@
+"""The settings of a denoising run, one typed object passed whole from the widget, the command line and
+the batch pipeline down to the engine (instead of the same parameters through every signature)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .presets import Preset, get_preset
+
+#: the prior sets the engine can use (``auto``: chosen from the measured noise correlation)
+PRIOR_SETS = ("auto", "independent", "correlated")
+
+
+def check_lam(lam) -> float | None:
+    """The prior weight as a float, or None (automatic); ValueError for anything else."""
+    if lam is None:
+        return None
+    if not (isinstance(lam, (int, float, np.integer, np.floating)) and np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a positive number or None (automatic), got {lam!r}")
+    return float(lam)
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """How to denoise an image, or the slices of a stack.
+
+    preset: a :class:`~napari_scoredvi.engine.presets.Preset` or its name (``fast``, ``balanced``, ``best``).
+    device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (resolved where the work runs).
+    seed: the image's seed; in a stack slice ``k`` is fitted with seed ``seed + k``. lam: prior
+    weight, None = from the noise level. warm_start (stacks): start each slice's fit from the
+    previous slice's networks (docs/engine.md). priors: which prior set: ``auto`` (the
+    correlated-noise priors where the engine measures correlated noise), ``independent`` or
+    ``correlated`` (docs/priors.md).
+    """
+
+    preset: Preset = field(default_factory=lambda: get_preset("balanced"))
+    device: str = "auto"
+    seed: int = 0
+    lam: float | None = None
+    warm_start: bool = True
+    priors: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preset", get_preset(self.preset))
+        object.__setattr__(self, "device", str(self.device))
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "lam", check_lam(self.lam))
+        object.__setattr__(self, "warm_start", bool(self.warm_start))
+        if self.priors not in PRIOR_SETS:
+            raise ValueError(f"priors must be one of {', '.join(PRIOR_SETS)}, got {self.priors!r}")
+
+    def with_(self, **changes) -> DenoiseSettings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """JSON-ready (provenance, layer metadata)."""
+        return {"preset": self.preset.as_dict(), "device": self.device, "seed": self.seed, "lam": self.lam,
+                "warm_start": self.warm_start, "priors": self.priors}

@@ -1,0 +1,1 @@
+"""napari helpers without Qt: layers, sample data, remembered widget choices."""

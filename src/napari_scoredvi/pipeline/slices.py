@@ -1,0 +1,223 @@
+"""Denoising a stack slice by slice: the one loop that the napari widget and the batch pipeline share.
+
+Neighbouring slices of a z-stack or time series look alike, so each slice's fit starts from the
+networks fitted to the slice before it (warm start) and runs the preset's ``warm_iterations``
+instead of its full ``iterations``. Slices are grouped in chains of ``CHAIN`` consecutive slice
+numbers; the first slice of a chain starts cold. Chains make the result of a slice independent of
+where a run started (a resumed batch run or a dask worker recomputes the chain from its start) and
+let a cluster fit chains in parallel. Slice ``k`` is fitted with seed ``settings.seed + k``.
+
+:func:`denoise_stack_steps` is the loop over slice numbers (reading and writing through callbacks);
+:func:`denoise_slices` runs it on the slices of an array (numpy, dask or zarr, read one slice at a
+time) into output arrays (numpy in memory, or the zarr arrays of an output store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine.api import denoise_steps
+from ..engine.result import DenoiseInfo, DenoiseResult, WarmStart
+from ..engine.settings import DenoiseSettings
+from ..io.slice_grid import SliceGrid
+from .events import SliceDone, SliceFailed, SliceStep
+
+#: consecutive slices that share a warm-start chain
+CHAIN = 16
+
+
+class SliceError(RuntimeError):
+    """Slice ``number`` of a stack could not be denoised; the original error is ``__cause__``."""
+
+    def __init__(self, number: int, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.number = number
+
+
+def chain_start(k: int, chain: int = CHAIN) -> int:
+    """The slice number that starts the chain of slice number ``k``."""
+    return k - k % chain
+
+
+def denoise_stack_steps(
+    read: Callable[[int], np.ndarray],
+    numbers: Sequence[int],
+    write: Callable[[int, DenoiseResult], object],
+    settings: DenoiseSettings,
+    channel_axis: int | None = None,
+    posterior_std: bool = True,
+    chain: int = CHAIN,
+) -> Generator[SliceStep | tuple[int, DenoiseResult], None, list[int]]:
+    """Denoise the slices ``numbers`` (slice numbers in the stack, any order) one after the other.
+
+    ``read(k)`` returns slice ``k`` as an array (2D, or 3D with ``channel_axis``); ``write(k, result)``
+    stores its :class:`~napari_scoredvi.engine.result.DenoiseResult`. Slices that are not in
+    ``numbers`` but start the chain of one that is are fitted too (their result is not written), so
+    every slice gets the same result whatever subset is asked for. ``settings.warm_start=False`` fits
+    every slice cold. ``posterior_std=False`` skips the posterior std (NaN in the results).
+
+    Yields a :class:`SliceStep` after each iteration and ``(k, result)`` after each
+    written slice. Closing the generator stops within an iteration. Returns the slice numbers
+    written, in order. A slice that fails (bad data, an unreadable chunk) raises :class:`SliceError`
+    naming it; the slices written before it stay written.
+    """
+    warm_start = settings.warm_start
+    plan = plan_chains(sorted(set(int(k) for k in numbers)), chain, warm_start)
+    written: list[int] = []
+    state: WarmStart | None = None
+    for k, keep in plan:
+        if not warm_start or k == chain_start(k, chain):
+            state = None
+        steps = None
+        try:
+            steps = denoise_steps(read(k), settings.with_(seed=settings.seed + k), channel_axis, state, posterior_std)
+            while True:
+                event = next(steps)
+                yield SliceStep(k, event.step, event.total)
+        except StopIteration as stop:
+            result: DenoiseResult = stop.value
+        except (ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
+            raise SliceError(k, exc) from exc
+        finally:
+            if steps is not None:
+                steps.close()
+        state = result.warm_start if warm_start else None
+        if keep:
+            write(k, result)
+            written.append(k)
+            yield k, result
+    return written
+
+
+def planned_iterations(numbers: Sequence[int], settings: DenoiseSettings, chain: int = CHAIN) -> int:
+    """Adam steps :func:`denoise_stack_steps` will take for ``numbers`` (without divergence retries)."""
+    warm, preset = settings.warm_start, settings.preset
+    plan = plan_chains(sorted(set(int(k) for k in numbers)), chain, warm)
+    return sum(preset.iterations if not warm or k == chain_start(k, chain) else preset.warm_iterations
+               for k, _ in plan)
+
+
+def chains(numbers: Sequence[int], chain: int = CHAIN) -> dict[int, list[int]]:
+    """The slice numbers grouped by warm-start chain: chain start -> its numbers, ascending."""
+    out: dict[int, list[int]] = {}
+    for k in sorted(set(int(k) for k in numbers)):
+        out.setdefault(chain_start(k, chain), []).append(k)
+    return out
+
+
+def plan_chains(wanted: list[int], chain: int = CHAIN, warm_start: bool = True) -> list[tuple[int, bool]]:
+    """(slice number, write it?) in fitting order: with warm starts, each wanted slice preceded by
+    the unwanted slices of its chain that come before it (fitted only to warm-start the next)."""
+    if not warm_start:
+        return [(k, True) for k in wanted]
+    plan: list[tuple[int, bool]] = []
+    last = None  # last slice fitted
+    for k in wanted:
+        start = chain_start(k, chain)
+        first = start if last is None or last < start else last + 1
+        plan += [(j, j == k) for j in range(first, k + 1)]
+        last = k
+    return plan
+
+
+def read_slice(data, index: tuple) -> np.ndarray:
+    """``data[index]`` as a numpy array, reading only that slice (dask: in this thread, so that it
+    works inside a dask worker and a napari thread alike)."""
+    part = data[index]
+    if hasattr(part, "compute") and hasattr(part, "dask"):
+        part = part.compute(scheduler="synchronous")
+    return np.asarray(part)
+
+
+def write_slice(outputs: Mapping[str, object], grid: SliceGrid, k: int, values: Mapping[str, np.ndarray],
+                done=None) -> None:
+    """Write slice ``k``'s outputs (name -> 2D array, or 3D with a channel axis) into the output arrays
+    at its place in ``grid``, then set its ``done`` flag (never before the data)."""
+    idx = grid.index(k)
+    for name, value in values.items():
+        outputs[name][idx] = value
+    if done is not None:
+        done[k] = 1
+
+
+@dataclass(frozen=True)
+class SlicesOutcome:
+    """How :func:`denoise_slices` ended: the positions written, the last slice's info, and the slice
+    that failed (its number and error), if one did."""
+
+    written: list[tuple[int, ...]]
+    info: DenoiseInfo | None
+    failed: SliceFailed | None = None
+
+
+def denoise_slices(
+    data,
+    grid: SliceGrid,
+    numbers: Sequence[int],
+    outputs: Mapping[str, object],
+    settings: DenoiseSettings,
+    rgb: bool = False,
+    done=None,
+    total: int | None = None,
+) -> Generator[SliceStep | SliceDone, None, SlicesOutcome]:
+    """Denoise the 2D slices ``numbers`` of ``data`` (slice numbers of ``grid``) into ``outputs``.
+
+    outputs: ``{"denoised": array, "noise_variance": array}`` and optionally ``"posterior_std"``
+    (computed only when present): arrays with ``data``'s shape (numpy, or the zarr arrays of an
+    output store), written slice by slice. A dimension kept whole besides Y and X is a channel axis,
+    denoised jointly. ``rgb=True``: ``data`` is RGB(A) with channels last; R, G, B are denoised
+    jointly, alpha is copied, and the variance / std outputs have no channel axis (the mean over
+    R, G, B). done: an array of per-slice flags set to 1 once a slice's outputs are written (a
+    killed run leaves it unset). total: the slice count the :class:`SliceDone` events report
+    (default: ``len(numbers)``). Reads one slice at a time, so dask/zarr data is never loaded whole.
+
+    Yields :class:`SliceStep` and :class:`SliceDone` events; closing the generator stops within an
+    iteration. A failing slice ends the run (the slices written before it stay written) and is
+    reported in the returned :class:`SlicesOutcome`.
+    """
+    written: list[tuple[int, ...]] = []
+    info: DenoiseInfo | None = None
+    total = len(set(numbers)) if total is None else total
+    kept = [d for d in range(len(grid.shape)) if d not in grid.grid_axes]
+    channel_axis = (len(kept) - 1 if rgb else 0) if len(kept) == 3 else None
+
+    def read(k: int) -> np.ndarray:
+        plane = read_slice(data, grid.index(k))
+        return plane[..., :3] if rgb else plane
+
+    def write(k: int, result: DenoiseResult) -> None:
+        if not rgb:
+            write_slice(outputs, grid, k, {name: getattr(result, name) for name in outputs}, done)
+            return
+        idx = grid.index(k)
+        maps = idx[:-1]  # the maps have no channel axis
+        outputs["denoised"][idx[:-1] + (slice(0, 3),)] = result.denoised
+        if grid.shape[-1] == 4:  # alpha is not an intensity: keep it
+            outputs["denoised"][idx[:-1] + (3,)] = read_slice(data, idx[:-1] + (3,))
+        outputs["noise_variance"][maps] = result.noise_variance.mean(-1)
+        if "posterior_std" in outputs:
+            outputs["posterior_std"][maps] = np.sqrt(np.mean(result.posterior_std**2, axis=-1))
+        if done is not None:
+            done[k] = 1  # only after the data
+
+    loop = denoise_stack_steps(read, numbers, write, settings, channel_axis, "posterior_std" in outputs)
+    try:
+        while True:
+            event = next(loop)
+            if isinstance(event, SliceStep):
+                yield event
+                continue
+            k, result = event
+            written.append(grid.position(k))
+            info = result.info
+            yield SliceDone(k, grid.position(k), len(written), total, info)
+    except StopIteration:
+        pass
+    except SliceError as exc:
+        return SlicesOutcome(written, info, SliceFailed(exc.number, grid.position(exc.number), exc.__cause__))
+    finally:
+        loop.close()
+    return SlicesOutcome(written, info)

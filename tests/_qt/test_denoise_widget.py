@@ -1,0 +1,541 @@
+"""The napari plugin: manifest, sample data, the per-slice generator and the dock widget."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from conftest import TINY  # noqa: E402
+from napari_scoredvi._qt import denoise_widget as _widget  # noqa: E402
+from napari_scoredvi._qt.denoise_widget import RUN_CLUSTER, RUN_HERE, SCOPE_ALL, SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
+from napari_scoredvi.engine.presets import Preset  # noqa: E402
+from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
+from napari_scoredvi.napari.sample_data import make_sample_data  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+#: longer than TINY so a cancel lands mid-stack
+SLOW = Preset("slow", iterations=60, crop=32, crops=2, samples=1, unet_levels=2, unet_base=8, aux_depth=2,
+              aux_width=8, warm_iterations=60)
+TIMEOUT = 60_000
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Record the widget's notifications instead of showing them."""
+    seen = {"info": [], "error": [], "warning": []}
+    for kind in seen:
+        monkeypatch.setattr(_widget, f"show_{kind}", seen[kind].append)
+    return seen
+
+
+@pytest.fixture
+def viewer_model(qapp):
+    """A napari ``ViewerModel``: layers, dims and layer selection, all the widget uses, without a
+    canvas. A canvas needs OpenGL, which Qt 5's offscreen platform has only on an X display; the
+    tests that need the window itself (docking) use ``make_napari_viewer`` and add no layers."""
+    from napari.components import ViewerModel
+    from npe2 import PluginManager
+
+    PluginManager.instance().discover()  # readers (napari's own, napari-ome-zarr) whatever ran before
+    return ViewerModel()
+
+
+def _widget_for(viewer, output=None) -> ScoreDVIWidget:
+    w = ScoreDVIWidget(viewer)
+    w.preset_override = TINY
+    w._device_box.value = "cpu"
+    w._run_on_box.value = RUN_HERE  # whatever an earlier test left remembered
+    if output is not None:
+        w._output_box.value = output
+    return w
+
+
+def _wait_done(qtbot, w):
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+
+
+def _slow_stack_run(qtbot, w, layer, out) -> None:
+    """Start a SLOW all-slices run of ``layer`` into ``out``; return once its first slice is done."""
+    w.preset_override = SLOW
+    w._layer_box.value = layer
+    w._scope_box.value = SCOPE_ALL
+    w._output_box.value = out
+    w.run()
+    qtbot.waitUntil(lambda: w.slices_done >= 1, timeout=TIMEOUT)
+
+
+def _slow_stack_run_of_new_layer(qtbot, viewer, out, seed: int) -> tuple:
+    """A 4-slice stack layer "stack" and a widget running :func:`_slow_stack_run` on it: (widget, layer)."""
+    src = viewer.add_image(noisy_fluorescence_stack(4, (32, 32), seed=seed)[0], name="stack")
+    w = _widget_for(viewer)
+    _slow_stack_run(qtbot, w, src, out)
+    return w, src
+
+
+def test_manifest_root_matches_package():
+    assert (ROOT / "napari.yaml").read_text() == (ROOT / "src/napari_scoredvi/napari.yaml").read_text()
+
+
+def test_manifest_valid_and_registered():
+    from npe2 import PluginManager, PluginManifest
+
+    mf = PluginManifest.from_distribution("napari-scoredvi")
+    assert {c.id for c in mf.contributions.commands} >= {"napari-scoredvi.make_widget", "napari-scoredvi.sample"}
+    pm = PluginManager.instance()
+    pm.discover()
+    assert "napari-scoredvi" in pm._manifests
+
+
+def test_sample_data():
+    layers = make_sample_data()
+    assert [lt for _, _, lt in layers] == ["image", "image"]
+    assert layers[1][0].dtype == np.uint16 and layers[0][0].shape == layers[1][0].shape
+
+
+def test_dock_through_npe2(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
+    assert isinstance(widget, ScoreDVIWidget)
+    # the prior weight reads "auto" at 0 (automatic) and shows the number otherwise
+    lam = widget._lam_box
+    assert lam.value == 0.0 and lam.native.text() == "auto"
+    lam.value = 1.25
+    assert lam.native.text() == "1.25"
+    lam.value = 0.0
+    assert lam.native.text() == "auto"
+
+
+def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=2)
+    src = viewer.add_image(noisy[0], name="cells", scale=(0.5, 0.25), translate=(3.0, -2.0))
+    w = _widget_for(viewer)
+    w._layer_box.value = src
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    den, var = viewer.layers["cells denoised"], viewer.layers["cells noise variance"]
+    for out in (den, var):
+        np.testing.assert_allclose(out.scale, src.scale)
+        np.testing.assert_allclose(out.translate, src.translate)
+        assert out.data.shape == (32, 32) and out.data.dtype == np.float32
+        assert out.metadata["scoredvi"]["preset"]["name"] == "tiny"
+    assert den.data.any() and (var.data > 0).all()
+    assert var.colormap.name == "magma"
+    assert [ly.name for ly in viewer.layers] == ["cells", "cells noise variance", "cells denoised"]
+    assert w._layer_box.value is src  # the outputs are never proposed as the next input
+    viewer.layers.selection.active = den
+    assert w._layer_box.value is src
+
+
+def test_posterior_std_layer_and_manual_prior_weight(viewer_model, qtbot, notes):
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=4)
+    src = viewer.add_image(noisy[0], name="cells", scale=(2.0, 2.0))
+    w = _widget_for(viewer)
+    w._layer_box.value = src
+    w._std_box.value = True
+    w._lam_box.value = 1.5
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    std = viewer.layers["cells posterior std"]
+    np.testing.assert_allclose(std.scale, src.scale)
+    assert (std.data > 0).all() and std.contrast_limits[1] > 0
+    meta = viewer.layers["cells denoised"].metadata["scoredvi"]
+    assert meta["lam"] == 1.5 and meta["info"]["lam"] == 1.5 and not meta["info"]["lam_auto"]
+
+
+def test_stack_goes_to_an_ome_zarr_store_shown_lazily(viewer_model, qtbot, notes, tmp_path):
+    """All slices: outputs written into an OME-Zarr store (the batch layout) and shown as lazy dask
+    layers with the source's geometry; equal to the batch pipeline at the same seed."""
+    da = pytest.importorskip("dask.array")
+    zarr = pytest.importorskip("zarr", minversion="3")
+    from napari_scoredvi.engine.settings import DenoiseSettings
+    from napari_scoredvi.pipeline.run import denoise_volume
+
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=3)
+    src = viewer.add_image(da.from_array(noisy, chunks=(1, 32, 32)), name="stack", scale=(2.0, 0.5, 0.5),
+                           translate=(1.0, 0.0, 3.0))
+    out = tmp_path / "stack-out.zarr"
+    w = _widget_for(viewer, out)
+    w._layer_box.value = src
+    w._scope_box.value = SCOPE_ALL
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    den = viewer.layers["stack denoised"]
+    assert isinstance(den.data, da.Array) and den.data.shape == (3, 32, 32)
+    assert np.isfinite(np.asarray(den.data)).all() and w.slices_done == 3
+    np.testing.assert_allclose(den.scale, src.scale)
+    np.testing.assert_allclose(den.translate, src.translate)
+    assert den.metadata["scoredvi"]["store"] == str(out.resolve())
+    assert len(den.metadata["scoredvi"]["slices_done"]) == 3
+    group = zarr.open_group(str(out), mode="r")
+    assert group["done"][:].tolist() == [1, 1, 1] and group.attrs["napari_scoredvi"]["status"] == "complete"
+    ms = group["denoised"].attrs["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.5]
+    # the same arrays as the batch command at the same seed
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "s.tif", noisy, ome=True, metadata={"axes": "ZYX"})
+    batch = denoise_volume(tmp_path / "s.tif", tmp_path / "batch.zarr", DenoiseSettings(TINY, "cpu"))
+    np.testing.assert_allclose(np.asarray(den.data), zarr.open_array(str(batch / "denoised" / "0"))[:],
+                               rtol=1e-6, atol=1e-4)
+
+
+def test_rerun_asks_then_resumes_or_replaces(viewer_model, qtbot, notes, tmp_path):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=4)
+    src = viewer.add_image(noisy, name="stack")
+    out = tmp_path / "o.zarr"
+    w = _widget_for(viewer)
+    _slow_stack_run(qtbot, w, src, out)
+    w.cancel()
+    _wait_done(qtbot, w)
+    flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
+    assert 1 <= sum(flags) < 4 and any("kept on disk" in m for m in notes["info"]), (flags, notes)
+    assert zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["status"] == "interrupted"
+    before = zarr.open_array(str(out / "denoised" / "0"), mode="r")[0]
+    asked = []
+    w.ask_existing = lambda path: asked.append(path) or "cancel"
+    w.run()
+    assert asked == [out] and w.worker is None  # cancelled: nothing started, nothing touched
+    w.preset_override = TINY
+    w.ask_existing = lambda path: "resume"
+    w.run()  # a different preset: cannot resume, says what differs
+    assert any("different preset" in m for m in notes["error"]), notes["error"]
+    w.preset_override = SLOW
+    w.ask_existing = lambda path: "resume"
+    w.run()
+    _wait_done(qtbot, w)
+    assert zarr.open_array(str(out / "done"), mode="r")[:].tolist() == [1, 1, 1, 1]
+    np.testing.assert_array_equal(zarr.open_array(str(out / "denoised" / "0"), mode="r")[0], before)
+    runs = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["runs"]
+    assert [r["resumed"] for r in runs] == [False, True]
+    w.preset_override = TINY
+    w.ask_existing = lambda path: "replace"
+    w.run()
+    _wait_done(qtbot, w)
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    assert meta["parameters"]["preset"]["name"] == "tiny" and len(meta["runs"]) == 1
+
+
+def test_ome_zarr_layer_from_napari_ome_zarr(viewer_model, qtbot, notes, tmp_path):
+    """A (multiscale) OME-Zarr layer opened by napari-ome-zarr: denoised at full resolution, its file's
+    axes and pixel sizes kept, its path in the provenance, the default output beside the store."""
+    pytest.importorskip("napari_ome_zarr")
+    zarr = pytest.importorskip("zarr", minversion="3")
+    import tifffile
+
+    from napari_scoredvi._qt.denoise_widget import default_output
+    from napari_scoredvi.engine.settings import DenoiseSettings
+    from napari_scoredvi.pipeline.run import denoise_volume
+
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=10)
+    tifffile.imwrite(tmp_path / "in.tif", noisy, imagej=True, resolution=(4.0, 4.0), metadata={"axes": "ZYX",
+                                                                                              "spacing": 2.0})
+    first = denoise_volume(tmp_path / "in.tif", tmp_path / "first.zarr", DenoiseSettings(TINY, "cpu"))
+    layer = viewer_model.open(str(first / "denoised"), plugin="napari-ome-zarr")[0]
+    assert default_output(layer) == (tmp_path / "first-denoised.zarr", False)  # beside the group, not in it
+    w = _widget_for(viewer_model, tmp_path / "again.zarr")
+    w._layer_box.value = layer
+    w._scope_box.value = SCOPE_ALL
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    meta = zarr.open_group(str(tmp_path / "again.zarr"), mode="r").attrs["napari_scoredvi"]
+    assert meta["status"] == "complete" and meta["parameters"]["input"] == str((first / "denoised").resolve())
+    ms = zarr.open_group(str(tmp_path / "again.zarr" / "denoised"), mode="r").attrs["multiscales"][0]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.25, 0.25]
+
+
+def test_default_output_beside_the_file_or_temporary(viewer_model, tmp_path):
+    import tifffile
+
+    from napari_scoredvi._qt.denoise_widget import default_output
+
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=4)
+    mem = viewer.add_image(noisy, name="in memory")
+    path, temporary = default_output(mem)
+    assert temporary and path.name == "in_memory-denoised.zarr" and path.parent.is_dir()
+    tif = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(tif, noisy, ome=True, metadata={"axes": "ZYX"})
+    filed = viewer.open(str(tif), plugin="napari")[0]
+    assert default_output(filed) == (tmp_path / "cells-denoised.zarr", False)
+    w = _widget_for(viewer)
+    w._scope_box.value = SCOPE_ALL
+    w._layer_box.value = filed
+    assert w._output_box.value == tmp_path / "cells-denoised.zarr" and not w._output_note.visible
+    w._layer_box.value = mem
+    assert w._output_box.value == path and "deleted when napari closes" in w._output_note.value
+    w._output_box.value = tmp_path / "mine.zarr"  # typed by the user: kept when the layer changes
+    w._layer_box.value = filed
+    assert w._output_box.value == tmp_path / "mine.zarr"
+
+
+def test_cancel_keeps_finished_slices(viewer_model, qtbot, notes, tmp_path):
+    viewer = viewer_model
+    w, src = _slow_stack_run_of_new_layer(qtbot, viewer, tmp_path / "out.zarr", seed=4)
+    w.cancel()
+    _wait_done(qtbot, w)
+    den = np.asarray(viewer.layers["stack denoised"].data)
+    done = [z for z in range(4) if np.isfinite(den[z]).all()]
+    assert 1 <= len(done) < 4 and done == list(range(len(done)))
+    assert all(np.isnan(den[z]).all() for z in range(len(done), 4))
+    assert any("cancelled" in m for m in notes["info"]), notes["info"]
+
+
+def test_bad_layers_notify(viewer_model, qtbot, notes):
+    viewer = viewer_model
+    labels = viewer.add_labels(np.zeros((32, 32), np.int32), name="lab")
+    w = _widget_for(viewer)
+    w.run(labels)
+    assert any("Image layers" in m for m in notes["error"])
+    bad = np.ones((32, 32), np.float32)
+    bad[3, 3] = np.nan
+    img = viewer.add_image(bad, name="nan")
+    w.run(img)
+    _wait_done(qtbot, w)
+    assert len(notes["error"]) == 2, notes["error"]
+
+
+def test_layer_box_follows_active_and_sample_command(viewer_model):
+    viewer = viewer_model
+    w = _widget_for(viewer)
+    a = viewer.add_image(np.zeros((32, 32), np.float32), name="a")
+    viewer.add_labels(np.zeros((32, 32), np.int32), name="lab")
+    b = viewer.add_image(np.zeros((32, 32), np.float32), name="b")
+    assert w._layer_box.value is b
+    viewer.layers.selection.active = a
+    assert w._layer_box.value is a
+    assert {ly.name for ly in w._layer_box.choices} == {"a", "b"}
+    viewer.open_sample("napari-scoredvi", "noisy_stack")
+    assert "noisy fluorescence stack" in viewer.layers and "clean ground truth" in viewer.layers
+    assert w._layer_box.value is viewer.layers["noisy fluorescence stack"]
+
+
+def test_multiscale_uses_full_resolution(viewer_model, qtbot, notes):
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=5)
+    src = viewer.add_image([noisy[0], noisy[0, ::2, ::2]], multiscale=True, name="ms", scale=(2.0, 2.0))
+    w = _widget_for(viewer)
+    w.run(src)
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    assert any("multiscale" in m for m in notes["info"])
+    den = viewer.layers["ms denoised"]
+    assert den.data.shape == (32, 32) and den.data.any()
+    np.testing.assert_allclose(den.scale, src.scale)
+
+
+def test_range_scope_and_bad_range(viewer_model, qtbot, notes, tmp_path):
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=5)
+    src = viewer.add_image(noisy, name="stack")
+    w = _widget_for(viewer, tmp_path / "range.zarr")
+    w._layer_box.value = src
+    w._scope_box.value = SCOPE_RANGE
+    assert not w._first_box.native.isHidden() and not w._last_box.native.isHidden()
+    w._first_box.value, w._last_box.value = 1, 2
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    den = np.asarray(viewer.layers["stack denoised"].data)
+    assert [bool(np.isfinite(den[z]).all()) for z in range(4)] == [False, True, True, False]
+    meta = pytest.importorskip("zarr").open_group(str(tmp_path / "range.zarr"), mode="r").attrs["napari_scoredvi"]
+    assert meta["status"] == "partial" and meta["parameters"]["input"] == "napari layer 'stack'"
+    w._first_box.value, w._last_box.value = 3, 9
+    w.run()
+    assert any("outside the stack" in m for m in notes["error"]), notes["error"]
+
+
+def test_rgb_layer(viewer_model, qtbot, notes):
+    viewer = viewer_model
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(120, 30, (32, 40, 3)), 0, 255).astype(np.uint8)
+    src = viewer.add_image(img, name="rgb", rgb=True, scale=(0.5, 0.5))
+    w = _widget_for(viewer)
+    w.run(src)
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    den, var = viewer.layers["rgb denoised"], viewer.layers["rgb noise variance"]
+    assert den.rgb and den.data.shape == img.shape and den.data.any()
+    assert var.data.shape == img.shape[:2] and (var.data > 0).all()
+    np.testing.assert_allclose(var.scale, (0.5, 0.5))
+
+
+def test_batch_output_opens_in_napari_with_its_scale(viewer_model, tmp_path):
+    """The batch command's OME-Zarr output opens in napari (napari-ome-zarr) with the input's pixel sizes."""
+    pytest.importorskip("zarr", minversion="3")
+    pytest.importorskip("napari_ome_zarr")
+    import tifffile
+
+    from napari_scoredvi.engine.settings import DenoiseSettings
+    from napari_scoredvi.pipeline.run import denoise_volume
+
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=6)
+    tif = tmp_path / "in.tif"
+    tifffile.imwrite(tif, noisy, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata={"axes": "ZYX",
+                                                                                        "spacing": 2.0})
+    out = denoise_volume(tif, tmp_path / "out.zarr", DenoiseSettings(TINY, "cpu"))
+    viewer = viewer_model
+    layers = viewer.open(str(out / "denoised"), plugin="napari-ome-zarr")
+    assert len(layers) == 1
+    data = layers[0].data
+    level0 = data[0] if layers[0].multiscale else data
+    assert tuple(level0.shape) == noisy.shape and np.isfinite(np.asarray(level0)).all()
+    np.testing.assert_allclose(layers[0].scale, [2.0, 0.25, 0.25])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A dask LocalCluster with worker processes (as a lab GPU machine would run them)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
+        yield cl
+
+
+def test_cluster_run_from_the_widget_in_a_real_viewer(make_napari_viewer, qtbot, notes, tmp_path, cluster):
+    """Run on a dask cluster: an in-memory layer is sent slice by slice, a TIFF layer is read by path on
+    the workers; both equal a local run at the same seed. Cancel stops the cluster's tasks; the
+    scheduler address is remembered."""
+    zarr = pytest.importorskip("zarr", minversion="3")
+    import tifffile
+
+    from napari_scoredvi.napari import remembered
+
+    viewer = make_napari_viewer()
+    noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=7)
+    mem = viewer.add_image(noisy, name="mem")
+    tif = tmp_path / "filed.tif"
+    tifffile.imwrite(tif, noisy, ome=True, metadata={"axes": "ZYX"})
+    filed = viewer.open(str(tif), plugin="napari")[0]
+    _, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
+    w.preset_override, w._device_box.value, w._run_on_box.value = TINY, "cpu", RUN_HERE
+    w._scope_box.value = SCOPE_ALL
+    local = tmp_path / "local.zarr"
+    w._layer_box.value, w._output_box.value = mem, local
+    w.run()
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    ref = zarr.open_array(str(local / "denoised" / "0"))[:]
+
+    w._run_on_box.value = RUN_CLUSTER
+    assert not w._scheduler_box.native.isHidden()
+    w._scheduler_box.value = cluster.scheduler_address
+    for layer, out in ((mem, tmp_path / "mem.zarr"), (filed, tmp_path / "filed.zarr")):
+        w._layer_box.value, w._output_box.value = layer, out
+        w.run()
+        _wait_done(qtbot, w)
+        assert not notes["error"], notes["error"]
+        meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+        assert meta["status"] == "complete" and meta["runs"][-1]["scheduler"] == cluster.scheduler_address
+        np.testing.assert_allclose(zarr.open_array(str(out / "denoised" / "0"))[:], ref, rtol=1e-4, atol=1e-3)
+        assert np.isfinite(np.asarray(viewer.layers[f"{layer.name} denoised"].data)).all()
+    assert meta["parameters"]["input"] == str(tif.resolve())
+    assert remembered.load() == {"run_on": RUN_CLUSTER, "scheduler": cluster.scheduler_address}
+    assert ScoreDVIWidget(viewer)._scheduler_box.value == cluster.scheduler_address  # a new session's widget
+
+    # cancel: the run stops, its tasks are released, the finished slices are kept and resume works
+    out = tmp_path / "cancel.zarr"
+    _slow_stack_run(qtbot, w, mem, out)  # slices are reported one by one, not once their chain is done
+    assert w.worker is not None
+    w.cancel()
+    _wait_done(qtbot, w)
+    client = __import__("distributed").Client(cluster.scheduler_address, set_as_default=False)
+    try:
+        qtbot.waitUntil(lambda: not any(client.processing().values()), timeout=TIMEOUT)
+    finally:
+        client.close()
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
+    assert meta["status"] == "interrupted" and 1 <= sum(flags) < 3, flags
+    kept = zarr.open_array(str(out / "denoised" / "0"))[0]
+    w.ask_existing = lambda path: "resume"
+    w.run()  # resume on the cluster: the finished slices are kept, the rest is done
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    assert meta["status"] == "complete" and [r["resumed"] for r in meta["runs"]] == [False, True]
+    np.testing.assert_array_equal(zarr.open_array(str(out / "denoised" / "0"))[0], kept)
+
+
+def test_closing_napari_mid_run_stops_cleanly(make_napari_viewer, qtbot, notes, tmp_path):
+    """Closing the viewer during a run: no traceback from the worker thread, finished slices on disk."""
+    zarr = pytest.importorskip("zarr", minversion="3")
+    viewer = make_napari_viewer()
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=8)
+    src = viewer.add_image(noisy, name="stack")
+    _, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
+    w._device_box.value, w._run_on_box.value = "cpu", RUN_HERE
+    out = tmp_path / "closed.zarr"
+    _slow_stack_run(qtbot, w, src, out)
+    worker = w.worker
+    assert worker is not None, (notes, w._status.value)
+    viewer.close()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
+    assert worker.abort_requested and not notes["error"], notes["error"]
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
+    flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
+    assert meta["status"] == "interrupted" and 1 <= sum(flags) < 4
+
+
+def test_cluster_choice_without_an_address_or_distributed_says_what_to_do(viewer_model, qtbot, notes, monkeypatch,
+                                                                          tmp_path):
+    import importlib.util
+    import sys
+
+    viewer = viewer_model
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=9)
+    w = _widget_for(viewer, tmp_path / "c.zarr")
+    w._layer_box.value = viewer.add_image(noisy, name="stack")
+    w._scope_box.value, w._run_on_box.value = SCOPE_ALL, RUN_CLUSTER
+    w._scheduler_box.value = ""
+    w.run()
+    assert "scheduler's address" in notes["error"][-1]
+    w._scheduler_box.value = "tcp://127.0.0.1:1"
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "distributed", None)  # as if not installed
+        w.run()
+    assert "napari-scoredvi[cluster]" in notes["error"][-1] and w.worker is None
+    assert not (tmp_path / "c.zarr").exists()
+    if importlib.util.find_spec("distributed") is not None:  # nobody listens there: a clear error, soon
+        from napari_scoredvi.pipeline import run as batch
+
+        monkeypatch.setattr(batch, "CONNECT_TIMEOUT_S", 1)
+        w.run()
+        _wait_done(qtbot, w)
+        assert "could not connect to the dask scheduler at 'tcp://127.0.0.1:1'" in notes["error"][-1], notes
+
+
+def test_a_bad_slice_of_a_stack_is_a_notification(viewer_model, qtbot, notes, tmp_path):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=12)
+    bad = noisy.astype(np.float32)
+    bad[1, 4, 4] = np.nan
+    w = _widget_for(viewer_model, tmp_path / "bad.zarr")
+    w._layer_box.value = viewer_model.add_image(bad, name="bad")
+    w._scope_box.value = SCOPE_ALL
+    w.run()
+    _wait_done(qtbot, w)
+    assert len(notes["error"]) == 1 and "slice Z=1 failed" in notes["error"][0], notes["error"]
+    assert zarr.open_array(str(tmp_path / "bad.zarr" / "done"), mode="r")[:].tolist() == [1, 0, 0]
+    assert w._status.value.startswith("failed: 1/3")
+
+
+def test_removing_the_source_layer_stops_its_run(viewer_model, qtbot, notes, tmp_path):
+    viewer = viewer_model
+    w, src = _slow_stack_run_of_new_layer(qtbot, viewer, tmp_path / "removed.zarr", seed=9)
+    viewer.layers.remove(src)
+    _wait_done(qtbot, w)
+    assert any("was removed" in m for m in notes["info"]) and not notes["error"], notes
+    flags = __import__("zarr").open_array(str(tmp_path / "removed.zarr" / "done"), mode="r")[:].tolist()
+    assert 1 <= sum(flags) < 4

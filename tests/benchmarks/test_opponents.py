@@ -1,0 +1,73 @@
+"""The benchmark's opponents (benchmarks/opponents.py): VST round trip, the oracle sigma search."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "opponents", Path(__file__).resolve().parents[2] / "benchmarks" / "opponents.py"
+)
+opponents = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(opponents)
+
+
+def _mean_round_trip(gain: float, photons: float, offset: float, read_e: float, n: int = 400_000) -> float:
+    """Error (photoelectrons) of inverse(E[forward(z)]) against E[z], the true parameters given."""
+    rng = np.random.default_rng(0)
+    z = gain * rng.poisson(photons, n) + rng.normal(offset, gain * read_e, n)
+    slope, intercept = gain, (gain * read_e) ** 2 - gain * offset
+    d = opponents.gat_forward(z, slope, intercept)
+    if photons >= 5:  # stabilised: unit noise std (not at a few photons: the transform's known limit)
+        assert abs(d.std() - 1) < 0.05
+    inv = opponents.gat_inverse_unbiased(np.array([d.mean()]), slope, intercept)[0]
+    return (inv - gain * photons - offset) / gain
+
+
+@pytest.mark.parametrize("photons", [0.5, 1.0, 2.0, 5.0])
+def test_unbiased_inverse_pure_poisson(photons):
+    assert abs(_mean_round_trip(2.0, photons, 0.0, 0.0)) < 0.03
+    # the algebraic inverse (D/2)^2 - 3/8 is off by about 0.1-0.25 photons here: the check can fail
+    rng = np.random.default_rng(1)
+    d = opponents.gat_forward(2.0 * rng.poisson(photons, 100_000), 2.0, 0.0)
+    assert abs(2.0 * ((d.mean() / 2) ** 2 - 3 / 8) / 2.0 - photons) > 0.1
+
+
+@pytest.mark.parametrize("photons", [2.0, 5.0, 20.0])
+def test_unbiased_inverse_poisson_gaussian_with_offset(photons):
+    assert abs(_mean_round_trip(8.0, photons, 100.0, 1.5)) < 0.05
+
+
+@pytest.mark.parametrize("best", [23.7, 2.2, 230.0])  # 8-bit equivalents: between grid values, below, above
+def test_oracle_search_finds_the_best_sigma_finely(monkeypatch, best):
+    monkeypatch.setattr(opponents, "_bm3d", lambda noisy, sigma, rgb: noisy + sigma)
+    data_range = 1000.0
+    unit = data_range / 255
+
+    def score(out):
+        s8 = float(out.mean()) / unit
+        return -abs(s8 - best), 0.0
+
+    r = opponents.bm3d_oracle(np.zeros((4, 4)), False, data_range, score, fine=True)
+    assert abs(r["sigma_8bit"] - best) < opponents.FINE_TOL_8BIT
+    assert r["sigma"] == pytest.approx(r["sigma_8bit"] * unit)
+    coarse = opponents.bm3d_oracle(np.zeros((4, 4)), False, data_range, score, fine=False)
+    if best == 23.7:
+        assert coarse["sigma_8bit"] == 25.0 and coarse["evaluations"] == len(opponents.COARSE_8BIT)
+
+
+def test_vst_bm3d_on_poisson_gaussian_image():
+    pytest.importorskip("bm3d")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    photons = 3 + 40 * (xx / 127) * (0.5 + 0.5 * np.sin(yy / 9.0) ** 2)
+    gain, offset, read_e = 4.0, 100.0, 2.0
+    clean = gain * photons + offset
+    noisy = gain * rng.poisson(photons) + rng.normal(offset, gain * read_e, clean.shape)
+    out, info = opponents.vst_bm3d(noisy)
+    assert info["slope"] == pytest.approx(gain, rel=0.25)  # the estimator sees the gain
+    noise_std = np.sqrt(gain * (clean - offset) + (gain * read_e) ** 2).mean()
+    assert abs((out - clean).mean()) < 0.05 * noise_std  # unbiased over the image
+    mse_in, mse_out = np.mean((noisy - clean) ** 2), np.mean((out - clean) ** 2)
+    assert 10 * np.log10(mse_in / mse_out) > 6  # and it denoises

@@ -1,0 +1,32 @@
+"""The quality benchmark's cache key (benchmarks/quality.py): it covers what ``denoise`` runs."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout of the repository")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import quality
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return quality
+
+
+def test_engine_files_are_what_denoise_runs(quality):
+    files = quality._engine_files(ROOT)
+    pkg = "src/napari_scoredvi/"
+    for needed in ("engine/api.py", "engine/fit.py", "engine/noise_estimate.py", "engine/priors/models.py",
+                   "engine/priors/weights/gray.pt", "engine/priors/weights/gray_corr.pt"):
+        assert pkg + needed in files
+    # the front ends, the pipeline and the presets (carried whole by each cached row) do not key the engine
+    for front in ("engine/presets.py", "_qt/denoise_widget.py", "pipeline/run.py", "cli.py"):
+        assert pkg + front not in files

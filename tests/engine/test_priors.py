@@ -1,0 +1,78 @@
+from importlib import resources
+
+import pytest
+import torch
+
+from napari_scoredvi.engine.priors import load_priors
+from napari_scoredvi.engine.priors.models import BiasFreeDnCNN, BiasFreeUNet, build_prior
+
+
+@pytest.mark.parametrize("name", ["gray.pt", "gray_corr.pt"])
+def test_shipped_weights_are_small_and_load_safely(name):
+    ref = resources.files("napari_scoredvi.engine.priors").joinpath("weights", name)
+    with resources.as_file(ref) as path:
+        assert path.stat().st_size < 5 * 2**20
+        state = torch.load(path, weights_only=True)  # raises on anything but tensors/containers
+    assert {"config", "ranges_8bit", "prior0"} <= set(state)
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_priors_are_blind_denoisers_that_reduce_gaussian_noise(correlated):
+    priors = load_priors("cpu", correlated=correlated)
+    assert len(priors) == 3
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    clean = (0.3 + 0.4 * (xx > 0.5) + 0.2 * torch.sin(8 * yy))[None, None]
+    for prior in priors:
+        lo, hi = prior.noise_range
+        sigma = max((lo + hi) / 2, 5 / 255)
+        noisy = clean + sigma * torch.randn(clean.shape, generator=g)
+        with torch.no_grad():
+            out = prior(noisy, sigma)
+        assert out.shape == noisy.shape
+        assert ((out - clean) ** 2).mean() < 0.5 * ((noisy - clean) ** 2).mean()
+
+
+@pytest.mark.parametrize("make", [lambda: BiasFreeDnCNN(1, 5, 8), lambda: BiasFreeUNet(1, 8, 3)])
+@pytest.mark.parametrize("shape", [(16, 16), (19, 22)])
+def test_bias_free_network_is_positively_homogeneous_and_keeps_shape(make, shape):
+    torch.manual_seed(0)
+    net = make()
+    x = torch.rand(1, 1, *shape)
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == x.shape
+        torch.testing.assert_close(net(3.0 * x), 3.0 * out, rtol=1e-4, atol=1e-6)
+
+
+def test_build_prior_round_trips_config_and_rejects_unknown():
+    for net in (BiasFreeDnCNN(1, 5, 8), BiasFreeUNet(1, 8, 2)):
+        assert type(build_prior(net.config())) is type(net)
+    assert isinstance(build_prior({"channels": 1, "depth": 5, "width": 8}), BiasFreeDnCNN)  # old files
+    with pytest.raises(ValueError, match="unknown prior architecture"):
+        build_prior({"arch": "transformer"})
+
+
+def test_multichannel_is_served_channel_by_channel():
+    prior = load_priors("cpu")[0]
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = prior(x)
+        single = prior(x[:, 1:2])
+    torch.testing.assert_close(out[:, 1:2], single)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_priors_load_on_cuda():
+    assert next(load_priors("cuda")[0].parameters()).is_cuda
+
+
+@pytest.mark.parametrize("n", [1, 4, 8])
+def test_self_ensemble_undoes_each_view(n):
+    from napari_scoredvi.engine.priors import self_ensemble
+
+    x = torch.rand(2, 1, 5, 7)
+    torch.testing.assert_close(self_ensemble(lambda v: v**2, x, n), x**2)  # pointwise: every view agrees
+    seen = []
+    self_ensemble(lambda v: seen.append(v.shape[-2:]) or v, x, n)
+    assert len(seen) == n and (n < 2 or seen[1] == (7, 5))  # rotated views really are rotated

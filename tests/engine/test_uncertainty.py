@@ -1,0 +1,60 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_scoredvi.engine.noise_estimate import NoiseLevelFunction
+from napari_scoredvi.engine.uncertainty import noise_variance_map, tweedie_posterior_variance
+
+
+def test_noise_variance_map_is_each_channels_noise_level_function():
+    den = torch.linspace(0, 1, 2 * 8 * 8).reshape(2, 8, 8)
+    nlfs = [NoiseLevelFunction(0.01, 0.001), NoiseLevelFunction(0.0, 0.004)]
+    out = noise_variance_map(den, nlfs)
+    torch.testing.assert_close(out[0], 0.01 * den[0] + 0.001)
+    torch.testing.assert_close(out[1], torch.full((8, 8), 0.004))
+
+
+def test_noise_variance_map_is_floored_above_zero():
+    den = torch.linspace(-1, 1, 64).reshape(1, 8, 8)  # below the offset: the line would go negative
+    out = noise_variance_map(den, [NoiseLevelFunction(0.01, 0.0)])
+    assert (out > 0).all()
+
+
+@pytest.mark.parametrize("shrink", [0.2, 0.7])
+def test_tweedie_variance_of_a_linear_shrinkage_is_its_gain_times_the_noise(shrink):
+    # D(y) = m + s (y - m) is the MMSE denoiser of a Gaussian prior; its posterior variance is s * v
+    y = torch.rand(1, 64, 64)
+    var = 0.01 + 0.02 * torch.rand(1, 64, 64)
+
+    def denoiser(v):
+        return 0.5 + shrink * (v - 0.5)
+
+    gen = torch.Generator().manual_seed(0)
+    out = tweedie_posterior_variance(denoiser, y, denoiser(y[None])[0], var, gen, probes=64)
+    smooth = F.avg_pool2d((shrink * var)[None], 7, stride=1, padding=3, count_include_pad=False)[0]
+    assert torch.allclose(out, smooth, rtol=0.15)
+
+
+def test_tweedie_variance_sees_the_jacobian_diagonal_of_a_filter():
+    # a 3x3 box filter: J's diagonal is 1/9 away from the border, so the posterior variance is v / 9
+    y = torch.rand(1, 48, 48)
+    var = torch.full((1, 48, 48), 0.02)
+
+    def denoiser(v):
+        return F.avg_pool2d(v, 3, stride=1, padding=1, count_include_pad=False)
+
+    gen = torch.Generator().manual_seed(1)
+    out = tweedie_posterior_variance(denoiser, y, denoiser(y[None])[0], var, gen, probes=64)
+    inner = out[0, 8:-8, 8:-8]
+    assert abs(float(inner.mean()) - 0.02 / 9) < 0.1 * 0.02 / 9
+    assert (out >= 0.01 * var).all()
+
+
+def test_correlated_probes_have_the_asked_lag1_correlation():
+    from napari_scoredvi.engine.uncertainty import correlated_normal
+
+    e = correlated_normal((4, 128, 128), (0.6, 0.3), torch.Generator().manual_seed(0))
+    assert abs(float(e.var()) - 1) < 0.05
+    lag_y = float((e[..., 1:, :] * e[..., :-1, :]).mean())
+    lag_x = float((e[..., :, 1:] * e[..., :, :-1]).mean())
+    assert abs(lag_y - 0.6) < 0.05 and abs(lag_x - 0.3) < 0.05
