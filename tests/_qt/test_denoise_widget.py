@@ -508,9 +508,9 @@ def test_cluster_choice_without_an_address_or_distributed_says_what_to_do(viewer
     assert "napari-scoredvi[cluster]" in notes["error"][-1] and w.worker is None
     assert not (tmp_path / "c.zarr").exists()
     if importlib.util.find_spec("distributed") is not None:  # nobody listens there: a clear error, soon
-        from napari_scoredvi.pipeline import run as batch
+        from napari_scoredvi.pipeline import cluster
 
-        monkeypatch.setattr(batch, "CONNECT_TIMEOUT_S", 1)
+        monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
         w.run()
         _wait_done(qtbot, w)
         assert "could not connect to the dask scheduler at 'tcp://127.0.0.1:1'" in notes["error"][-1], notes
