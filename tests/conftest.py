@@ -1,6 +1,8 @@
 """Shared fixtures; also picks Qt's offscreen platform for the GUI tests (see README)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -16,6 +18,15 @@ from napari_scoredvi.engine.presets import Preset
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # widget choices remembered between sessions go to a throwaway folder, never the user's config
 os.environ["NAPARI_SCOREDVI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="napari-scoredvi-test-config-")
+# So do napari's settings and caches, never ~/.config/napari or ~/.cache/napari: NAPARI_CONFIG names napari's
+# settings file on every platform; napari puts the rest (e.g. theme icons) in platformdirs' folders,
+# which follow XDG_CONFIG_HOME / XDG_CACHE_HOME on Linux. napari reads them when first imported, after this
+# file (napari's pytest plugin imports no settings); tests/test_isolation.py checks that they took.
+NAPARI_TEST_HOME = tempfile.mkdtemp(prefix="napari-scoredvi-test-napari-")
+os.environ["NAPARI_CONFIG"] = os.path.join(NAPARI_TEST_HOME, "config", "napari", "settings.yaml")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(NAPARI_TEST_HOME, "config")
+os.environ["XDG_CACHE_HOME"] = os.path.join(NAPARI_TEST_HOME, "cache")
+atexit.register(shutil.rmtree, NAPARI_TEST_HOME, ignore_errors=True)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
     ["mps"] if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() else []

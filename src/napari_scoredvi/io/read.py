@@ -7,6 +7,7 @@ Readers are tifffile (``aszarr``: memory-mapped, one slice read at a time) and z
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,8 +17,12 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from ..engine.validate import check_dtype
+
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 AMBIGUOUS_TIFF_AXES = set("QI")  # tifffile's letters for "some stack axis, meaning unknown"
+#: tifffile's series kinds for TIFFs without OME, ImageJ or other microscope metadata
+_PLAIN_TIFF_KINDS = {"generic", "uniform", "shaped"}
 #: the axes assumed for a 3D input that does not say (a stack of 2D frames); more dimensions must be given
 DEFAULT_3D_AXES = "ZYX"
 #: the axes given to an in-memory array (a napari layer) whose axis labels say nothing, by dimensions
@@ -111,8 +116,7 @@ def volume_from_array(array, axes: str, scale: list[float] | None = None, units:
     axes = check_axes(axes, shape)
     if not isinstance(array, da.Array):  # a view, chunked by slice: nothing is copied
         array = da.from_array(array, chunks=(1,) * (len(shape) - 2) + shape[-2:], asarray=False)
-    if array.dtype.kind not in "uif":
-        raise ValueError(f"the image has dtype {array.dtype}; need an integer or float image")
+    check_dtype(array.dtype)
     scale = [float(v) for v in scale] if scale is not None else [1.0] * len(shape)
     return Volume(array, axes, scale, dict(units or {}), False, source, name)
 
@@ -138,8 +142,7 @@ def open_volume(path: str | Path, axes: str | None = None) -> Volume:
     shape = tuple(vol.array.shape)
     if vol.array.ndim < 2:
         raise ValueError(f"input {str(path)!r} has shape {shape}: need at least 2 dimensions (Y, X)")
-    if vol.array.dtype.kind not in "uif":
-        raise ValueError(f"input {str(path)!r} has dtype {vol.array.dtype}; need an integer or float image")
+    check_dtype(vol.array.dtype, f"input {str(path)!r} has dtype {{dtype}}; need an integer or float image")
     if axes is not None:
         axes = check_axes(axes, shape)
         if vol.axes_from_metadata and axes != vol.axes:
@@ -159,8 +162,9 @@ def open_volume(path: str | Path, axes: str | None = None) -> Volume:
         else:
             raise ValueError(
                 f"input {str(path)!r} has shape {shape} but does not say what its axes are; pass them, "
-                "e.g. --axes ZYX for a z-stack or --axes TZYX for a time-lapse of z-stacks "
-                "(letters T, C, Z, Y, X, one per dimension; the last two must be Y and X)"
+                "e.g. --axes ZYX for a z-stack, --axes TZYX for a time-lapse of z-stacks or --axes TZCYX for a "
+                "time-lapse of multichannel z-stacks (letters T, C, Z, Y, X, one per dimension, as many as the "
+                "image has; the last two must be Y and X)"
             )
     vol.axes = check_axes(vol.axes, shape)
     return vol
@@ -174,6 +178,8 @@ def _open_tiff(p: Path) -> Volume:
             with tifffile.TiffFile(p) as tif:
                 series = tif.series[0]
                 axes = series.axes.upper().replace("S", "C")
+                if _planes_only_by_photometric(series):
+                    axes = ""  # 3 or 4 planes tagged RGB(A) by the writer (tifffile's default): unknown axes
                 try:
                     scale, units = _tiff_scale(tif, axes)
                 except Exception:  # odd OME-XML/ImageJ metadata: keep the pixels, lose only the pixel size
@@ -194,6 +200,15 @@ def _open_tiff(p: Path) -> Volume:
     if len(axes) != arr.ndim:  # tifffile reports squeezed axes; fall back to asking the user
         axes, scale, units, from_meta = "", [1.0] * arr.ndim, {}, False
     return Volume(arr, axes, scale, units, from_meta, str(p))
+
+
+def _planes_only_by_photometric(series) -> bool:
+    """True for a TIFF without axis metadata (no OME/ImageJ/microscope format) whose planes tifffile
+    calls colour samples (``S``) only because the writer tagged them RGB: ``tifffile.imwrite`` does so
+    for any 3 or 4 x Y x X stack. Such a file says no more about its axes than a plain Zarr array."""
+    tiff_axes = series.axes.upper()
+    kind = str(getattr(series, "kind", "")).lower()
+    return kind in _PLAIN_TIFF_KINDS and "S" in tiff_axes[:-2] and tiff_axes.endswith("YX")
 
 
 @contextmanager
@@ -284,8 +299,22 @@ def _open_zarr(p: Path) -> Volume:
     if ms is None and "0" in group and isinstance(group["0"], zarr.Group):  # bioformats2raw layout
         group, ms = group["0"], _multiscales(group["0"])
     if ms is None:
-        arrays = sorted(name for name, _ in group.arrays())
-        hint = f"; point to one of its arrays instead, e.g. {str(p / arrays[0])!r}" if arrays else ""
+        with warnings.catch_warnings():  # other files in the folder (e.g. a run's lock file) are no concern here
+            warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
+            arrays = sorted(name for name, _ in group.arrays())
+            groups = dict(group.groups())
+        images = sorted(name for name, sub in groups.items() if _multiscales(sub) is not None)
+        if not arrays and not groups:
+            raise ValueError(
+                f"input {str(p)!r} is an empty Zarr group: it holds no arrays or images (an unfinished copy or "
+                "write?); pass the Zarr array or OME-Zarr image that holds your data instead"
+            )
+        if images:  # e.g. a napari-scoredvi output: its images are denoised/, noise_variance/
+            hint = f"; point to one of its images instead, e.g. {str(p / images[0])!r}"
+        elif arrays:
+            hint = f"; point to one of its arrays instead, e.g. {str(p / arrays[0])!r}"
+        else:
+            hint = "; point to the image or array inside it that holds your data"
         raise ValueError(f"input {str(p)!r} is a Zarr group without OME-Zarr 'multiscales' metadata{hint}")
     level = ms["datasets"][0]
     arr = group[level["path"]]

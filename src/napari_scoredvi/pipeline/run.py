@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.settings import DenoiseSettings
+from ..io.lock import acquire as lock_store
+from ..io.lock import check_unlocked
 from ..io.read import Volume, open_volume
 from ..io.store import OutputStore, create_store, open_store
 from .checks import check_paths, check_slice, existing_output
@@ -62,7 +64,18 @@ class StackRun:
 
         scheduler: None runs here, one slice at a time; a ``dask.distributed`` scheduler address or
         Client runs the slices' chains on its workers.
+
+        The run holds the store's lock file (:mod:`..io.lock`) from its start to its end (also when
+        cancelled or failing): while another run holds it, the first step raises
+        :class:`..io.lock.StoreLocked` (an OSError) naming that run.
         """
+        lock = lock_store(self.store.path)
+        try:
+            yield from self._locked_steps(scheduler)
+        finally:
+            lock.release()
+
+    def _locked_steps(self, scheduler) -> Generator[RunStarted | SliceStep | SliceDone | Waiting, None, None]:
         job = self.job
         provenance = Provenance(self.store, job)
         provenance.begin(self.resumed, scheduler_name(scheduler), len(self.todo))
@@ -120,7 +133,8 @@ def prepare_run(
     The input is checked before any output is written or deleted: its axes, dtype and size, and its
     first slice's values (a first slice with NaN/Inf or too few pixels raises ValueError). An
     existing output raises FileExistsError unless ``resume`` (same input and settings, else
-    ValueError naming what differs) or ``overwrite`` (only a Zarr store is ever deleted).
+    ValueError naming what differs) or ``overwrite`` (only a Zarr store is ever deleted); one that
+    another run is writing into raises :class:`..io.lock.StoreLocked` (an OSError) whatever is asked.
     """
     out_path = Path(output_path).resolve()
     in_path = Path(volume.source).resolve() if volume.source else None
@@ -129,6 +143,7 @@ def prepare_run(
     job = make_job(volume, in_path, out_path, channel_axis, settings, posterior_std)
     params = run_parameters(job, volume)
     check_slice(job, volume, 0)
+    check_unlocked(out_path)  # before a resume reads it or an overwrite deletes it under another run
     resumed = existing_output(out_path, resume, overwrite)
     if resumed:
         store = open_store(out_path, params)
