@@ -82,7 +82,12 @@ def denoise_steps(
     # (docs/engine.md); the ranges ascend, so the priors kept are the first n. A warm-started
     # slice keeps the priors of its chain's head, whose networks it continues.
     noisiest = noise.std_quantile(y, NOISIEST)
-    n = warm_start.components if usable else max(1, sum(p.noise_range[0] <= noisiest for p in priors))
+    if usable:
+        n = warm_start.components
+    elif cfg.cold_start:  # the published method: all K priors, the fit's responsibilities choose
+        n = len(priors)
+    else:
+        n = max(1, sum(p.noise_range[0] <= noisiest for p in priors))
     priors = priors[:n]
     out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
                          device=dev, noise=noise, seed=settings.seed, noise_std=noise_std,

@@ -22,6 +22,7 @@ from .presets import Preset
 from .priors import self_ensemble
 from .result import FitStep
 from .uncertainty import noise_variance_map, tweedie_posterior_variance
+from .variational import fit_cold
 
 DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
 MAX_RETRIES = 2
@@ -214,6 +215,8 @@ def fit(
     values raises ``RuntimeError``.
     """
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
+    if preset.cold_start:
+        return (yield from _fit_variational(yt, preset, priors, lam, beta0, noise, seed, init_state, posterior))
     guide = prior_estimates(yt, priors, preset.ensemble)
     total, done = preset.warm_iterations if init_state else preset.iterations, 0
     for retry in range(MAX_RETRIES + 1):
@@ -251,6 +254,44 @@ def fit(
         diverged=diverged,
         drift_ratio=drift_ratio,
         drifted=drifted,
+        final_terms=terms,
+        state={k: v.detach().clone() for k, v in nets.state_dict().items()},
+    )
+
+
+def _fit_variational(
+    yt: torch.Tensor, preset: Preset, priors: list, lam: float, beta0: float, noise: NoiseModel, seed: int,
+    init_state: dict | None, posterior: bool,
+) -> Generator[FitStep, None, FitOutput]:
+    """The published, cold-start fit (:mod:`.variational`): whole-image steps, the EMA of the
+    posterior mean as the output, q's own posterior std; redone once with a new seed when the mean
+    posterior std ends above :data:`DIVERGED_STD`, as the reference does."""
+    total = preset.warm_iterations if init_state else preset.iterations
+    done = 0
+    for retry in range(2):
+        state = init_state if retry == 0 else None
+        iterations = preset.warm_iterations if state else preset.iterations
+        nets, denoised, terms = yield from fit_cold(yt, preset, priors, lam, beta0, seed + 7919 * retry, done, total,
+                                                    state)
+        done += iterations
+        with torch.no_grad():
+            q_std = nets(yt[None]).posterior_std()[0]
+        diverged = bool(q_std.mean() > DIVERGED_STD) or not bool(torch.isfinite(denoised).all())
+        if not diverged or retry == 1:
+            break
+        total += preset.iterations
+    if not bool(torch.isfinite(denoised).all()):
+        raise RuntimeError("the fit diverged twice (non-finite output); try a fixed lam, and check the image for "
+                           "extreme outliers")
+    noise_var = noise_variance_map(denoised, noise.levels)
+    post_std = q_std if posterior else torch.full_like(q_std, float("nan"))
+    return FitOutput(
+        denoised=denoised.float().cpu().numpy(),
+        noise_variance=noise_var.float().cpu().numpy(),
+        posterior_std=post_std.float().cpu().numpy(),
+        iterations=done,
+        retries=retry,
+        diverged=diverged,
         final_terms=terms,
         state={k: v.detach().clone() for k, v in nets.state_dict().items()},
     )

@@ -14,11 +14,12 @@ PRIOR_SETS = ("auto", "independent", "correlated")
 
 
 def check_lam(lam) -> float | None:
-    """The prior weight as a float, or None (automatic); ValueError for anything else."""
+    """The prior weight as a float, or None (automatic); ValueError for anything else. 0 turns the
+    score prior off: an ablation (the fit then explains the data alone), not a denoiser."""
     if lam is None:
         return None
-    if not (isinstance(lam, (int, float, np.integer, np.floating)) and np.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a positive number or None (automatic), got {lam!r}")
+    if not (isinstance(lam, (int, float, np.integer, np.floating)) and np.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam must be a number >= 0 or None (automatic), got {lam!r}")
     return float(lam)
 
 
