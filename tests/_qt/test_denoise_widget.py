@@ -1,4 +1,6 @@
-"""The napari plugin: manifest, sample data, the per-slice generator and the dock widget."""
+"""The napari plugin with Qt: manifest, sample data, the dock widget's form, and runs started from the
+widget (driven by :class:`DenoiseRequest` objects; the decisions themselves are tested headless in
+tests/napari)."""
 
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from conftest import TINY  # noqa: E402
 from napari_scoredvi._qt import denoise_widget as _widget  # noqa: E402
 from napari_scoredvi._qt.denoise_widget import RUN_CLUSTER, RUN_HERE, SCOPE_ALL, SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
 from napari_scoredvi.engine.presets import Preset  # noqa: E402
+from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
+from napari_scoredvi.napari.request import DenoiseRequest  # noqa: E402
 from napari_scoredvi.napari.sample_data import make_sample_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SLOW = Preset("slow", iterations=60, crop=32, crops=2, samples=1, unet_levels=2, unet_base=8, aux_depth=2,
               aux_width=8, warm_iterations=60)
 TIMEOUT = 60_000
+
+
+def _request(layer, preset: Preset = TINY, lam=None, **kwargs) -> DenoiseRequest:
+    return DenoiseRequest(layer, DenoiseSettings(preset, "cpu", lam=lam), **kwargs)
 
 
 @pytest.fixture
@@ -43,13 +51,9 @@ def viewer_model(qapp):
     return ViewerModel()
 
 
-def _widget_for(viewer, output=None) -> ScoreDVIWidget:
+def _widget_for(viewer) -> ScoreDVIWidget:
     w = ScoreDVIWidget(viewer)
-    w.preset_override = TINY
-    w._device_box.value = "cpu"
     w._run_on_box.value = RUN_HERE  # whatever an earlier test left remembered
-    if output is not None:
-        w._output_box.value = output
     return w
 
 
@@ -59,11 +63,7 @@ def _wait_done(qtbot, w):
 
 def _slow_stack_run(qtbot, w, layer, out) -> None:
     """Start a SLOW all-slices run of ``layer`` into ``out``; return once its first slice is done."""
-    w.preset_override = SLOW
-    w._layer_box.value = layer
-    w._scope_box.value = SCOPE_ALL
-    w._output_box.value = out
-    w.run()
+    w.run(_request(layer, SLOW, scope=SCOPE_ALL, output=out))
     qtbot.waitUntil(lambda: w.slices_done >= 1, timeout=TIMEOUT)
 
 
@@ -86,7 +86,7 @@ def test_manifest_valid_and_registered():
     assert {c.id for c in mf.contributions.commands} >= {"napari-scoredvi.make_widget", "napari-scoredvi.sample"}
     pm = PluginManager.instance()
     pm.discover()
-    assert "napari-scoredvi" in pm._manifests
+    assert pm.get_manifest("napari-scoredvi").name == "napari-scoredvi"
 
 
 def test_sample_data():
@@ -108,13 +108,47 @@ def test_dock_through_npe2(make_napari_viewer):
     assert lam.native.text() == "auto"
 
 
+def test_the_form_as_a_request(viewer_model, tmp_path):
+    viewer = viewer_model
+    src = viewer.add_image(np.zeros((3, 4, 32, 32), np.float32), name="tz")
+    viewer.dims.set_current_step(0, 2)
+    viewer.dims.set_current_step(1, 1)
+    w = _widget_for(viewer)
+    r = w.request()
+    assert r.layer is src and r.shown == (2, 1) and r.scope == "current 2D slice" and r.output is None
+    assert r.settings.preset.name == "fast" and r.settings.device == "auto" and r.settings.lam is None
+    assert r.settings.warm_start and not r.posterior_std and r.run_on == RUN_HERE
+    w._preset_box.value, w._device_box.value, w._lam_box.value = "best", "cpu", 1.5
+    w._scope_box.value, w._warm_box.value, w._std_box.value = SCOPE_RANGE, False, True
+    w._first_box.value, w._last_box.value, w._output_box.value = 1, 2, tmp_path / "o.zarr"
+    w._run_on_box.value, w._scheduler_box.value = RUN_CLUSTER, " tcp://h:8786 "
+    r = w.request()
+    assert (r.settings.preset.name, r.settings.device, r.settings.lam, r.settings.warm_start) == ("best", "cpu", 1.5,
+                                                                                                 False)
+    assert (r.scope, r.first, r.last, r.output, r.posterior_std) == (SCOPE_RANGE, 1, 2, tmp_path / "o.zarr", True)
+    assert r.on_cluster and r.scheduler == "tcp://h:8786"
+    w.preset_override = TINY
+    assert w.request().settings.preset is TINY
+
+
+def test_form_shows_what_the_scope_needs(viewer_model):
+    w = _widget_for(viewer_model)
+    assert w._first_box.native.isHidden() and w._output_box.native.isHidden()
+    w._scope_box.value = SCOPE_RANGE
+    assert not w._first_box.native.isHidden() and not w._last_box.native.isHidden()
+    assert not w._output_box.native.isHidden() and w._scheduler_box.native.isHidden()
+    w._run_on_box.value = RUN_CLUSTER
+    assert not w._scheduler_box.native.isHidden()
+    w._scope_box.value = SCOPE_ALL
+    assert w._first_box.native.isHidden()
+
+
 def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
     viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=2)
     src = viewer.add_image(noisy[0], name="cells", scale=(0.5, 0.25), translate=(3.0, -2.0))
     w = _widget_for(viewer)
-    w._layer_box.value = src
-    w.run()
+    w.run(_request(src))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     den, var = viewer.layers["cells denoised"], viewer.layers["cells noise variance"]
@@ -129,6 +163,11 @@ def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
     assert w._layer_box.value is src  # the outputs are never proposed as the next input
     viewer.layers.selection.active = den
     assert w._layer_box.value is src
+    assert any("denoised 1 slice(s) of 'cells'" in m for m in notes["info"]), notes["info"]
+    before = den.data
+    w.run(_request(src))  # the same source again: the in-memory layers are reused
+    _wait_done(qtbot, w)
+    assert viewer.layers["cells denoised"].data is before
 
 
 def test_posterior_std_layer_and_manual_prior_weight(viewer_model, qtbot, notes):
@@ -136,10 +175,7 @@ def test_posterior_std_layer_and_manual_prior_weight(viewer_model, qtbot, notes)
     noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=4)
     src = viewer.add_image(noisy[0], name="cells", scale=(2.0, 2.0))
     w = _widget_for(viewer)
-    w._layer_box.value = src
-    w._std_box.value = True
-    w._lam_box.value = 1.5
-    w.run()
+    w.run(_request(src, lam=1.5, posterior_std=True))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     std = viewer.layers["cells posterior std"]
@@ -154,7 +190,6 @@ def test_stack_goes_to_an_ome_zarr_store_shown_lazily(viewer_model, qtbot, notes
     layers with the source's geometry; equal to the batch pipeline at the same seed."""
     da = pytest.importorskip("dask.array")
     zarr = pytest.importorskip("zarr", minversion="3")
-    from napari_scoredvi.engine.settings import DenoiseSettings
     from napari_scoredvi.pipeline.run import denoise_volume
 
     viewer = viewer_model
@@ -162,10 +197,8 @@ def test_stack_goes_to_an_ome_zarr_store_shown_lazily(viewer_model, qtbot, notes
     src = viewer.add_image(da.from_array(noisy, chunks=(1, 32, 32)), name="stack", scale=(2.0, 0.5, 0.5),
                            translate=(1.0, 0.0, 3.0))
     out = tmp_path / "stack-out.zarr"
-    w = _widget_for(viewer, out)
-    w._layer_box.value = src
-    w._scope_box.value = SCOPE_ALL
-    w.run()
+    w = _widget_for(viewer)
+    w.run(_request(src, scope=SCOPE_ALL, output=out))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     den = viewer.layers["stack denoised"]
@@ -175,6 +208,7 @@ def test_stack_goes_to_an_ome_zarr_store_shown_lazily(viewer_model, qtbot, notes
     np.testing.assert_allclose(den.translate, src.translate)
     assert den.metadata["scoredvi"]["store"] == str(out.resolve())
     assert len(den.metadata["scoredvi"]["slices_done"]) == 3
+    assert w._status.value == "3/3 slice(s) done" and w._progress.value == w._progress.max
     group = zarr.open_group(str(out), mode="r")
     assert group["done"][:].tolist() == [1, 1, 1] and group.attrs["napari_scoredvi"]["status"] == "complete"
     ms = group["denoised"].attrs["multiscales"][0]
@@ -205,85 +239,52 @@ def test_rerun_asks_then_resumes_or_replaces(viewer_model, qtbot, notes, tmp_pat
     before = zarr.open_array(str(out / "denoised" / "0"), mode="r")[0]
     asked = []
     w.ask_existing = lambda path: asked.append(path) or "cancel"
-    w.run()
+    w.run(_request(src, SLOW, scope=SCOPE_ALL, output=out))
     assert asked == [out] and w.worker is None  # cancelled: nothing started, nothing touched
-    w.preset_override = TINY
+    assert w._status.value == "not started: the output exists"
     w.ask_existing = lambda path: "resume"
-    w.run()  # a different preset: cannot resume, says what differs
+    w.run(_request(src, TINY, scope=SCOPE_ALL, output=out))  # a different preset: cannot resume, says what differs
     assert any("different preset" in m for m in notes["error"]), notes["error"]
-    w.preset_override = SLOW
-    w.ask_existing = lambda path: "resume"
-    w.run()
+    w.run(_request(src, SLOW, scope=SCOPE_ALL, output=out))
+    assert "done before" in w._status.value
     _wait_done(qtbot, w)
     assert zarr.open_array(str(out / "done"), mode="r")[:].tolist() == [1, 1, 1, 1]
     np.testing.assert_array_equal(zarr.open_array(str(out / "denoised" / "0"), mode="r")[0], before)
     runs = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["runs"]
     assert [r["resumed"] for r in runs] == [False, True]
-    w.preset_override = TINY
     w.ask_existing = lambda path: "replace"
-    w.run()
+    w.run(_request(src, TINY, scope=SCOPE_ALL, output=out))
     _wait_done(qtbot, w)
     meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
     assert meta["parameters"]["preset"]["name"] == "tiny" and len(meta["runs"]) == 1
 
 
-def test_ome_zarr_layer_from_napari_ome_zarr(viewer_model, qtbot, notes, tmp_path):
-    """A (multiscale) OME-Zarr layer opened by napari-ome-zarr: denoised at full resolution, its file's
-    axes and pixel sizes kept, its path in the provenance, the default output beside the store."""
-    pytest.importorskip("napari_ome_zarr")
-    zarr = pytest.importorskip("zarr", minversion="3")
+def test_default_output_in_the_form(viewer_model, tmp_path):
     import tifffile
 
-    from napari_scoredvi._qt.denoise_widget import default_output
-    from napari_scoredvi.engine.settings import DenoiseSettings
-    from napari_scoredvi.pipeline.run import denoise_volume
-
-    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=10)
-    tifffile.imwrite(tmp_path / "in.tif", noisy, imagej=True, resolution=(4.0, 4.0), metadata={"axes": "ZYX",
-                                                                                              "spacing": 2.0})
-    first = denoise_volume(tmp_path / "in.tif", tmp_path / "first.zarr", DenoiseSettings(TINY, "cpu"))
-    layer = viewer_model.open(str(first / "denoised"), plugin="napari-ome-zarr")[0]
-    assert default_output(layer) == (tmp_path / "first-denoised.zarr", False)  # beside the group, not in it
-    w = _widget_for(viewer_model, tmp_path / "again.zarr")
-    w._layer_box.value = layer
-    w._scope_box.value = SCOPE_ALL
-    w.run()
-    _wait_done(qtbot, w)
-    assert not notes["error"], notes["error"]
-    meta = zarr.open_group(str(tmp_path / "again.zarr"), mode="r").attrs["napari_scoredvi"]
-    assert meta["status"] == "complete" and meta["parameters"]["input"] == str((first / "denoised").resolve())
-    ms = zarr.open_group(str(tmp_path / "again.zarr" / "denoised"), mode="r").attrs["multiscales"][0]
-    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.25, 0.25]
-
-
-def test_default_output_beside_the_file_or_temporary(viewer_model, tmp_path):
-    import tifffile
-
-    from napari_scoredvi._qt.denoise_widget import default_output
+    from napari_scoredvi.napari.layers import default_output
 
     viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=4)
     mem = viewer.add_image(noisy, name="in memory")
-    path, temporary = default_output(mem)
-    assert temporary and path.name == "in_memory-denoised.zarr" and path.parent.is_dir()
     tif = tmp_path / "cells.ome.tif"
     tifffile.imwrite(tif, noisy, ome=True, metadata={"axes": "ZYX"})
     filed = viewer.open(str(tif), plugin="napari")[0]
-    assert default_output(filed) == (tmp_path / "cells-denoised.zarr", False)
     w = _widget_for(viewer)
     w._scope_box.value = SCOPE_ALL
     w._layer_box.value = filed
     assert w._output_box.value == tmp_path / "cells-denoised.zarr" and not w._output_note.visible
     w._layer_box.value = mem
-    assert w._output_box.value == path and "deleted when napari closes" in w._output_note.value
+    assert w._output_box.value == default_output(mem)[0] and "deleted when napari closes" in w._output_note.value
     w._output_box.value = tmp_path / "mine.zarr"  # typed by the user: kept when the layer changes
     w._layer_box.value = filed
-    assert w._output_box.value == tmp_path / "mine.zarr"
+    assert w._output_box.value == tmp_path / "mine.zarr" and w.request().output == tmp_path / "mine.zarr"
 
 
-def test_cancel_keeps_finished_slices(viewer_model, qtbot, notes, tmp_path):
+def test_cancel_keeps_finished_slices_and_the_status_says_the_time_left(viewer_model, qtbot, notes, tmp_path):
     viewer = viewer_model
     w, src = _slow_stack_run_of_new_layer(qtbot, viewer, tmp_path / "out.zarr", seed=4)
+    assert "slice(s) done, about" in w._status.value and w._status.value.endswith(" left"), w._status.value
     w.cancel()
     _wait_done(qtbot, w)
     den = np.asarray(viewer.layers["stack denoised"].data)
@@ -291,20 +292,24 @@ def test_cancel_keeps_finished_slices(viewer_model, qtbot, notes, tmp_path):
     assert 1 <= len(done) < 4 and done == list(range(len(done)))
     assert all(np.isnan(den[z]).all() for z in range(len(done), 4))
     assert any("cancelled" in m for m in notes["info"]), notes["info"]
+    assert w._status.value.startswith("cancelled: ")
 
 
-def test_bad_layers_notify(viewer_model, qtbot, notes):
+def test_errors_are_notifications(viewer_model, qtbot, notes):
     viewer = viewer_model
     labels = viewer.add_labels(np.zeros((32, 32), np.int32), name="lab")
     w = _widget_for(viewer)
-    w.run(labels)
+    w.run(_request(labels))
     assert any("Image layers" in m for m in notes["error"])
+    w.run(_request(None))
+    assert notes["error"][-1] == "ScoreDVI: no image layer selected"
     bad = np.ones((32, 32), np.float32)
     bad[3, 3] = np.nan
     img = viewer.add_image(bad, name="nan")
-    w.run(img)
+    w.run(_request(img))  # fails in the worker
     _wait_done(qtbot, w)
-    assert len(notes["error"]) == 2, notes["error"]
+    assert len(notes["error"]) == 3 and "NaN" in notes["error"][-1], notes["error"]
+    assert w._run_button.enabled and not w._cancel_button.enabled
 
 
 def test_layer_box_follows_active_and_sample_command(viewer_model):
@@ -327,7 +332,7 @@ def test_multiscale_uses_full_resolution(viewer_model, qtbot, notes):
     noisy, _ = noisy_fluorescence_stack(1, (32, 32), seed=5)
     src = viewer.add_image([noisy[0], noisy[0, ::2, ::2]], multiscale=True, name="ms", scale=(2.0, 2.0))
     w = _widget_for(viewer)
-    w.run(src)
+    w.run(_request(src))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     assert any("multiscale" in m for m in notes["info"])
@@ -340,20 +345,15 @@ def test_range_scope_and_bad_range(viewer_model, qtbot, notes, tmp_path):
     viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=5)
     src = viewer.add_image(noisy, name="stack")
-    w = _widget_for(viewer, tmp_path / "range.zarr")
-    w._layer_box.value = src
-    w._scope_box.value = SCOPE_RANGE
-    assert not w._first_box.native.isHidden() and not w._last_box.native.isHidden()
-    w._first_box.value, w._last_box.value = 1, 2
-    w.run()
+    w = _widget_for(viewer)
+    w.run(_request(src, scope=SCOPE_RANGE, first=1, last=2, output=tmp_path / "range.zarr"))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     den = np.asarray(viewer.layers["stack denoised"].data)
     assert [bool(np.isfinite(den[z]).all()) for z in range(4)] == [False, True, True, False]
     meta = pytest.importorskip("zarr").open_group(str(tmp_path / "range.zarr"), mode="r").attrs["napari_scoredvi"]
     assert meta["status"] == "partial" and meta["parameters"]["input"] == "napari layer 'stack'"
-    w._first_box.value, w._last_box.value = 3, 9
-    w.run()
+    w.run(_request(src, scope=SCOPE_RANGE, first=3, last=9, output=tmp_path / "range.zarr"))
     assert any("outside the stack" in m for m in notes["error"]), notes["error"]
 
 
@@ -363,36 +363,13 @@ def test_rgb_layer(viewer_model, qtbot, notes):
     img = np.clip(rng.normal(120, 30, (32, 40, 3)), 0, 255).astype(np.uint8)
     src = viewer.add_image(img, name="rgb", rgb=True, scale=(0.5, 0.5))
     w = _widget_for(viewer)
-    w.run(src)
+    w.run(_request(src))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     den, var = viewer.layers["rgb denoised"], viewer.layers["rgb noise variance"]
     assert den.rgb and den.data.shape == img.shape and den.data.any()
     assert var.data.shape == img.shape[:2] and (var.data > 0).all()
     np.testing.assert_allclose(var.scale, (0.5, 0.5))
-
-
-def test_batch_output_opens_in_napari_with_its_scale(viewer_model, tmp_path):
-    """The batch command's OME-Zarr output opens in napari (napari-ome-zarr) with the input's pixel sizes."""
-    pytest.importorskip("zarr", minversion="3")
-    pytest.importorskip("napari_ome_zarr")
-    import tifffile
-
-    from napari_scoredvi.engine.settings import DenoiseSettings
-    from napari_scoredvi.pipeline.run import denoise_volume
-
-    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=6)
-    tif = tmp_path / "in.tif"
-    tifffile.imwrite(tif, noisy, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata={"axes": "ZYX",
-                                                                                        "spacing": 2.0})
-    out = denoise_volume(tif, tmp_path / "out.zarr", DenoiseSettings(TINY, "cpu"))
-    viewer = viewer_model
-    layers = viewer.open(str(out / "denoised"), plugin="napari-ome-zarr")
-    assert len(layers) == 1
-    data = layers[0].data
-    level0 = data[0] if layers[0].multiscale else data
-    assert tuple(level0.shape) == noisy.shape and np.isfinite(np.asarray(level0)).all()
-    np.testing.assert_allclose(layers[0].scale, [2.0, 0.25, 0.25])
 
 
 @pytest.fixture(scope="module")
@@ -419,38 +396,34 @@ def test_cluster_run_from_the_widget_in_a_real_viewer(make_napari_viewer, qtbot,
     tifffile.imwrite(tif, noisy, ome=True, metadata={"axes": "ZYX"})
     filed = viewer.open(str(tif), plugin="napari")[0]
     _, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
-    w.preset_override, w._device_box.value, w._run_on_box.value = TINY, "cpu", RUN_HERE
-    w._scope_box.value = SCOPE_ALL
     local = tmp_path / "local.zarr"
-    w._layer_box.value, w._output_box.value = mem, local
-    w.run()
+    w.run(_request(mem, scope=SCOPE_ALL, output=local))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     ref = zarr.open_array(str(local / "denoised" / "0"))[:]
 
-    w._run_on_box.value = RUN_CLUSTER
-    assert not w._scheduler_box.native.isHidden()
-    w._scheduler_box.value = cluster.scheduler_address
+    address = cluster.scheduler_address
     for layer, out in ((mem, tmp_path / "mem.zarr"), (filed, tmp_path / "filed.zarr")):
-        w._layer_box.value, w._output_box.value = layer, out
-        w.run()
+        w.run(_request(layer, scope=SCOPE_ALL, output=out, run_on=RUN_CLUSTER, scheduler=address))
         _wait_done(qtbot, w)
         assert not notes["error"], notes["error"]
         meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
-        assert meta["status"] == "complete" and meta["runs"][-1]["scheduler"] == cluster.scheduler_address
+        assert meta["status"] == "complete" and meta["runs"][-1]["scheduler"] == address
         np.testing.assert_allclose(zarr.open_array(str(out / "denoised" / "0"))[:], ref, rtol=1e-4, atol=1e-3)
         assert np.isfinite(np.asarray(viewer.layers[f"{layer.name} denoised"].data)).all()
     assert meta["parameters"]["input"] == str(tif.resolve())
-    assert remembered.load() == {"run_on": RUN_CLUSTER, "scheduler": cluster.scheduler_address}
-    assert ScoreDVIWidget(viewer)._scheduler_box.value == cluster.scheduler_address  # a new session's widget
+    assert remembered.load() == {"run_on": RUN_CLUSTER, "scheduler": address}
+    new = ScoreDVIWidget(viewer)  # a new session's widget
+    assert new._run_on_box.value == RUN_CLUSTER and new._scheduler_box.value == address
 
     # cancel: the run stops, its tasks are released, the finished slices are kept and resume works
     out = tmp_path / "cancel.zarr"
-    _slow_stack_run(qtbot, w, mem, out)  # slices are reported one by one, not once their chain is done
+    w.run(_request(mem, SLOW, scope=SCOPE_ALL, output=out, run_on=RUN_CLUSTER, scheduler=address))
+    qtbot.waitUntil(lambda: w.slices_done >= 1, timeout=TIMEOUT)  # reported one by one, not once a chain is done
     assert w.worker is not None
     w.cancel()
     _wait_done(qtbot, w)
-    client = __import__("distributed").Client(cluster.scheduler_address, set_as_default=False)
+    client = __import__("distributed").Client(address, set_as_default=False)
     try:
         qtbot.waitUntil(lambda: not any(client.processing().values()), timeout=TIMEOUT)
     finally:
@@ -460,7 +433,7 @@ def test_cluster_run_from_the_widget_in_a_real_viewer(make_napari_viewer, qtbot,
     assert meta["status"] == "interrupted" and 1 <= sum(flags) < 3, flags
     kept = zarr.open_array(str(out / "denoised" / "0"))[0]
     w.ask_existing = lambda path: "resume"
-    w.run()  # resume on the cluster: the finished slices are kept, the rest is done
+    w.run(_request(mem, SLOW, scope=SCOPE_ALL, output=out, run_on=RUN_CLUSTER, scheduler=address))  # resume there
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
@@ -475,7 +448,6 @@ def test_closing_napari_mid_run_stops_cleanly(make_napari_viewer, qtbot, notes, 
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=8)
     src = viewer.add_image(noisy, name="stack")
     _, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
-    w._device_box.value, w._run_on_box.value = "cpu", RUN_HERE
     out = tmp_path / "closed.zarr"
     _slow_stack_run(qtbot, w, src, out)
     worker = w.worker
@@ -488,30 +460,21 @@ def test_closing_napari_mid_run_stops_cleanly(make_napari_viewer, qtbot, notes, 
     assert meta["status"] == "interrupted" and 1 <= sum(flags) < 4
 
 
-def test_cluster_choice_without_an_address_or_distributed_says_what_to_do(viewer_model, qtbot, notes, monkeypatch,
-                                                                          tmp_path):
+def test_cluster_problems_are_notifications(viewer_model, qtbot, notes, monkeypatch, tmp_path):
     import importlib.util
-    import sys
 
-    viewer = viewer_model
     noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=9)
-    w = _widget_for(viewer, tmp_path / "c.zarr")
-    w._layer_box.value = viewer.add_image(noisy, name="stack")
-    w._scope_box.value, w._run_on_box.value = SCOPE_ALL, RUN_CLUSTER
-    w._scheduler_box.value = ""
-    w.run()
-    assert "scheduler's address" in notes["error"][-1]
-    w._scheduler_box.value = "tcp://127.0.0.1:1"
-    with monkeypatch.context() as m:
-        m.setitem(sys.modules, "distributed", None)  # as if not installed
-        w.run()
-    assert "napari-scoredvi[cluster]" in notes["error"][-1] and w.worker is None
-    assert not (tmp_path / "c.zarr").exists()
+    w = _widget_for(viewer_model)
+    src = viewer_model.add_image(noisy, name="stack")
+    out = tmp_path / "c.zarr"
+    w.run(_request(src, scope=SCOPE_ALL, output=out, run_on=RUN_CLUSTER))
+    assert "scheduler's address" in notes["error"][-1] and w.worker is None
+    assert not out.exists()
     if importlib.util.find_spec("distributed") is not None:  # nobody listens there: a clear error, soon
         from napari_scoredvi.pipeline import cluster
 
         monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
-        w.run()
+        w.run(_request(src, scope=SCOPE_ALL, output=out, run_on=RUN_CLUSTER, scheduler="tcp://127.0.0.1:1"))
         _wait_done(qtbot, w)
         assert "could not connect to the dask scheduler at 'tcp://127.0.0.1:1'" in notes["error"][-1], notes
 
@@ -521,10 +484,8 @@ def test_a_bad_slice_of_a_stack_is_a_notification(viewer_model, qtbot, notes, tm
     noisy, _ = noisy_fluorescence_stack(3, (32, 32), seed=12)
     bad = noisy.astype(np.float32)
     bad[1, 4, 4] = np.nan
-    w = _widget_for(viewer_model, tmp_path / "bad.zarr")
-    w._layer_box.value = viewer_model.add_image(bad, name="bad")
-    w._scope_box.value = SCOPE_ALL
-    w.run()
+    w = _widget_for(viewer_model)
+    w.run(_request(viewer_model.add_image(bad, name="bad"), scope=SCOPE_ALL, output=tmp_path / "bad.zarr"))
     _wait_done(qtbot, w)
     assert len(notes["error"]) == 1 and "slice Z=1 failed" in notes["error"][0], notes["error"]
     assert zarr.open_array(str(tmp_path / "bad.zarr" / "done"), mode="r")[:].tolist() == [1, 0, 0]

@@ -1,9 +1,8 @@
 """Default output stores: beside the input file, else a temporary folder."""
 
-import os
-
 import pytest
 
+from napari_scoredvi.io import output_paths
 from napari_scoredvi.io.output_paths import (
     INPUT_SUFFIXES,
     as_store_path,
@@ -34,16 +33,12 @@ def test_default_output_beside_a_zarr_group_not_in_it(tmp_path):
     assert default_output_path(tmp_path / "out.zarr" / "denoised", "x") == (tmp_path / "out-denoised.zarr", False)
 
 
-@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root writes anywhere")
-def test_default_output_temporary_where_not_writable(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        path, temporary = default_output_path(folder / "a.tif", "a layer")
-    finally:
-        folder.chmod(0o700)
+def test_default_output_temporary_where_not_writable(tmp_path, monkeypatch):
+    assert output_paths.writable(tmp_path)
+    monkeypatch.setattr(output_paths, "writable", lambda folder: False)  # chmod does not stop root
+    path, temporary = default_output_path(tmp_path / "a.tif", "a layer")
     assert temporary and path == temporary_folder() / "a_layer-denoised.zarr"
+    assert default_output_path(tmp_path / "missing" / "a.tif", "b")[1]  # no such folder
 
 
 def test_default_output_of_an_in_memory_image():

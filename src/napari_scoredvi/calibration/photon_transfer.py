@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.noise_estimate import PATCH, STRIDE, corrected_min_eigenvalue, measure_noise_levels, weighted_line
+from ..engine.validate import check_dtype
 
 #: smallest image side: below this the estimator cannot use its 16 stride-4 sub-images
 MIN_SIDE = STRIDE * 3 * PATCH
@@ -274,8 +275,7 @@ def map_curve(denoised, noise_variance, shape: tuple[int, int] | None = None,
 # -- helpers -----------------------------------------------------------------------------------------
 def _as_plane(data, what: str) -> np.ndarray:
     arr = np.asarray(data)
-    if arr.dtype.kind not in "uif":
-        raise ValueError(f"the {what} has dtype {arr.dtype}; need an integer or float image in camera units (ADU)")
+    check_dtype(arr.dtype, f"the {what} has dtype {{dtype}}; need an integer or float image in camera units (ADU)")
     if arr.ndim != 2:
         raise ValueError(f"the {what} has shape {arr.shape}; need one 2D (Y, X) slice: pick a slice of a stack "
                          "(command line: --slice) and one channel of a colour image")

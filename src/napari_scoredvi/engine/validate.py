@@ -5,6 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 MIN_SIDE = 16  # smaller images carry too few pixels to estimate noise or fit the posterior
+#: numpy dtype kinds the package accepts as intensities: unsigned and signed integers, floats
+NUMERIC_KINDS = "uif"
+
+
+def check_dtype(dtype, message: str = "the image has dtype {dtype}; need an integer or float image",
+                error: type[Exception] = ValueError, boolean: str | None = None) -> np.dtype:
+    """The package's one dtype check (engine, file reading, calibration, napari): integer and float
+    dtypes pass and are returned as a ``numpy.dtype``; anything else (bool, complex, strings,
+    objects) raises ``error`` with ``message``, where ``{dtype}`` stands for the dtype. boolean: the
+    message for a boolean dtype (e.g. a mask), if it should say something else."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in NUMERIC_KINDS:
+        return dtype
+    text = boolean if boolean is not None and dtype.kind == "b" else message
+    raise error(text.replace("{dtype}", str(dtype)))
 
 
 def as_channels_first(image, channel_axis: int | None) -> np.ndarray:
@@ -20,14 +35,9 @@ def as_channels_first(image, channel_axis: int | None) -> np.ndarray:
         arr = np.asarray(image)
     except Exception as exc:  # e.g. a ragged list
         raise TypeError(f"image could not be read as an array ({exc}); pass a numpy array") from exc
-    kind = arr.dtype.kind
-    if kind == "b":
-        raise TypeError("image is boolean (a mask?): ScoreDVI denoises intensity images; convert to a numeric dtype")
-    if kind not in "uif":
-        raise TypeError(
-            f"unsupported dtype {arr.dtype}: pass an integer or floating-point image "
-            "(uint8, uint16, int32, float32, float64, ...)"
-        )
+    check_dtype(arr.dtype, "unsupported dtype {dtype}: pass an integer or floating-point image "
+                "(uint8, uint16, int32, float32, float64, ...)", TypeError,
+                boolean="image is boolean (a mask?): ScoreDVI denoises intensity images; convert to a numeric dtype")
     if arr.size == 0:
         raise ValueError(f"image is empty (shape {arr.shape}); nothing to denoise")
     if channel_axis is None:

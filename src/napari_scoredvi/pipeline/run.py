@@ -34,7 +34,7 @@ from .slices import denoise_slices
 __all__ = ["StackRun", "denoise_volume", "prepare_run"]
 
 #: called with each event of a run (see :meth:`StackRun.steps`)
-RunProgress = Callable[[RunEvent], object]
+ProgressCallback = Callable[[RunEvent], object]
 
 
 @dataclass
@@ -167,7 +167,7 @@ def denoise_volume(
     resume: bool = False,
     overwrite: bool = False,
     scheduler=None,
-    progress: RunProgress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Path:
     """Denoise every 2D Y-X slice of a TIFF/Zarr volume; write an OME-Zarr store; return its path.
 
