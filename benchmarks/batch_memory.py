@@ -19,24 +19,26 @@ import tempfile
 import time
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+sys.path.insert(0, sys.argv[1])  # the benchmarks folder
 import numpy as np, zarr, torch
+from measure import peak_rss_mb
 from napari_scoredvi.pipeline.run import denoise_volume
 from napari_scoredvi.engine.settings import DenoiseSettings
 from napari_scoredvi.io.synthetic import add_camera_noise, clean_fluorescence
-n, size, preset, threads, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+n, size, preset, threads, tmp = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
 torch.set_num_threads(threads)
 src = zarr.open_array(f"{tmp}/in.zarr", mode="w", shape=(n, size, size), chunks=(1, size, size), dtype="uint16")
 clean = clean_fluorescence((size, size), seed=0)
 for z in range(n):  # written slice by slice: the whole volume is never in memory here either
     src[z] = add_camera_noise(np.roll(clean, 3 * z, axis=1), seed=z)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_rss_mb()
 t0 = time.perf_counter()
 denoise_volume(f"{tmp}/in.zarr", f"{tmp}/out.zarr", DenoiseSettings(preset, "cpu"), axes="ZYX")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"slices": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak / 1024,
-                  "rss_before_run_mb": base / 1024}))
+print(json.dumps({"slices": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+                  "rss_before_run_mb": base}))
 """
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         for allocator in args.allocator:
             env = {**os.environ, "NAPARI_SCOREDVI_ALLOCATOR": allocator}
             with tempfile.TemporaryDirectory() as tmp:
-                out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.size), args.preset,
+                out = subprocess.run([sys.executable, "-c", CHILD, HERE, str(n), str(args.size), args.preset,
                                       str(args.threads), tmp], capture_output=True, text=True, check=True, env=env)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{n:6d} {allocator:>9s} {r['peak_rss_mb']:12.0f} {r['seconds'] / n:8.1f}", flush=True)

@@ -49,7 +49,7 @@ def main() -> None:
         for k in args.candidates.split(","):
             t = time.time()
             r = denoise(item.noisy, preset=CANDIDATES[k], device="cpu", seed=0)
-            print(args.set, item.name, k, f"{score(r.denoised)[0]:.2f}", f"drift {r.info['drift_ratio']:.2f}",
+            print(args.set, item.name, k, f"{score(r.denoised)[0]:.2f}", f"drift {r.info.drift_ratio:.2f}",
                   f"{time.time() - t:.0f}s", flush=True)
 
 

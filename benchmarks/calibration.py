@@ -1,12 +1,12 @@
 """Photon-transfer calibration on synthetic camera frames with a known gain: measured vs known.
 
-Two clean scenes in photoelectrons: ``wedge`` (``samples.step_wedge``: flat squares at 16 levels,
+Two clean scenes in photoelectrons: ``wedge`` (``io.synthetic.step_wedge``: flat squares at 16 levels,
 5-400 e-, on a 2 e- background: what the calibration is meant for) and ``fluorescence``
-(``samples.clean_fluorescence`` scaled to 300 e- at its brightest pixel: blobs and filaments, few
-flat regions). Each goes through ``samples.camera_frame`` (Poisson, read noise 2 e-, times the gain,
+(``io.synthetic.clean_fluorescence`` scaled to 300 e- at its brightest pixel: blobs and filaments, few
+flat regions). Each goes through ``io.synthetic.camera_frame`` (Poisson, read noise 2 e-, times the gain,
 offset 100 ADU, uint16) and :func:`napari_scoredvi.calibration.photon_transfer.calibrate` with the offset given.
 Prints measured / known gain and measured / known read noise per gain and seed, and the summary;
-then the same for the 5 slices of the napari sample stack (``samples.noisy_fluorescence_stack``:
+then the same for the 5 slices of the napari sample stack (``io.synthetic.noisy_fluorescence_stack``:
 gain 1 ADU/e-, read noise 3 e-, offset 100 ADU, 256 x 256, at most 60 e-).
 
     python benchmarks/calibration.py [--size 256] [--seeds 8] [--plots docs/images]

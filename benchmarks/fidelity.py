@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import sets
+from measure import psnr
 
 TARGETS = "bias whole |x|<=0.05, bright/dark |x|<=0.1; var bins |err|<=15%, slope ratio 0.9-1.1; " \
           "coverage 85-99%, block Spearman >= 0.5"
@@ -76,10 +77,6 @@ def posterior(out: np.ndarray, std: np.ndarray, clean: np.ndarray, block: int = 
     rms = np.sqrt((err[:h, :w] ** 2).reshape(blocks).mean(axis=(1, 3))).ravel()
     mstd = std[:h, :w].reshape(blocks).mean(axis=(1, 3)).ravel()
     return {"coverage": float(np.mean(np.abs(err) <= 1.96 * std)), "spearman": float(spearmanr(mstd, rms)[0])}
-
-
-def psnr(out: np.ndarray, clean: np.ndarray, peak: float) -> float:
-    return float(10 * np.log10(peak**2 / np.mean((out - clean) ** 2)))
 
 
 def score(item: sets.Item, denoised: np.ndarray, noise_variance: np.ndarray | None = None,
@@ -146,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             for preset in args.presets:
                 r = denoise(item.noisy, preset=sets.preset_config(preset), device="cpu", seed=0)
                 row = {"image": item.name, **score(item, r.denoised, r.noise_variance, r.posterior_std),
-                       "seconds": r.info["seconds"]}
+                       "seconds": r.info.seconds}
                 per.setdefault(preset, []).append(row)
                 print(f"{which} {item.name} {preset}: " + " ".join(
                     f"{k} {v:.3f}" for k, v in row.items() if k != "image"), flush=True)

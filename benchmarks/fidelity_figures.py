@@ -42,14 +42,14 @@ def main(argv: list[str] | None = None) -> None:
     truth = (item.noisy - clean) ** 2
     t, level = binned(truth, clean, 20)
     m, _ = binned(r.noise_variance, clean, 20)
-    pt = r.info["photon_transfer"][0]
+    pt = r.info.photon_transfer[0]  # channel 0's line, input units
 
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
     ax.plot(level, t, "o", label="truth: (raw - aligned average)^2, binned")
     ax.plot(level, m, "s", mfc="none", label="our noise-variance map, binned")
     xs = np.linspace(level.min(), level.max(), 50)
-    line = f"reported line: {pt['gain']:.3f} I + {pt['intercept']:.1f}"
-    ax.plot(xs, pt["gain"] * xs + pt["intercept"], "-", label=line)
+    line = f"reported line: {pt.gain:.3f} I + {pt.intercept:.1f}"
+    ax.plot(xs, pt.gain * xs + pt.intercept, "-", label=line)
     ax.set_xlabel("clean intensity (raw frame units)")
     ax.set_ylabel("noise variance (units^2)")
     ax.set_title(f"W2S {item.name}, preset {args.preset}")

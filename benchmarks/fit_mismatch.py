@@ -1,10 +1,12 @@
 """Does the variational fit correct priors that do not match the noise?
 
 On the correlated-noise set (``sets.synthetic("corr")``) the engine normally loads the priors
-fine-tuned with correlated noise. Here it is made to load the priors trained on pixel-independent
-noise only (as the method's Gaussian-trained priors meet real camera noise), and the ``fast``
-preset is scored with 0 fit steps (priors only) and with its fit: if the fit corrects a prior
-mismatch, the second row gains.
+fine-tuned with correlated noise (it measures the noise as correlated on all 36 images:
+``results/noise_correlation.log``). Here each image is denoised with the prior set chosen through
+``DenoiseSettings.priors``: ``correlated`` (matched) and ``independent`` (the priors trained on
+pixel-independent noise only, as the method's Gaussian-trained priors meet real camera noise:
+mismatched), and the ``fast`` preset is scored with 0 fit steps (priors only) and with its fit: if
+the fit corrects a prior mismatch, the second row gains.
 
     python benchmarks/fit_mismatch.py --per-source 1   # -> benchmarks/results/fit_mismatch.log (tee)
 """
@@ -16,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+import measure
 import quality
 import sets
 
@@ -28,25 +31,23 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    import napari_scoredvi.engine.api as api
-    from napari_scoredvi import denoise
+    from napari_scoredvi import denoise_steps
+    from napari_scoredvi.engine.settings import DenoiseSettings
 
     torch.set_num_threads(args.threads)
-    load = api.load_priors
     preset = sets.preset_config(args.preset)
     no_fit = dataclasses.replace(preset, iterations=0, warm_iterations=0)
+    prior_set = {"matched": "correlated", "mismatched": "independent"}
     gains = {"matched": [], "mismatched": []}
     for item in sets.synthetic("corr", sets.DATA, args.per_source):
         score, _ = quality.scorer("corr", item)
         for which in gains:
-            # mismatched: the priors for pixel-independent noise, whatever the engine measured
-            api.load_priors = load if which == "matched" else (lambda dev, correlated=False: load(dev, False))
-            before = score(denoise(item.noisy, preset=no_fit, seed=0).denoised)[0]
-            after = score(denoise(item.noisy, preset=preset, seed=0).denoised)[0]
+            settings = DenoiseSettings(preset, seed=0, priors=prior_set[which])
+            before = score(measure.finish(denoise_steps(item.noisy, settings.with_(preset=no_fit))).denoised)[0]
+            after = score(measure.finish(denoise_steps(item.noisy, settings)).denoised)[0]
             gains[which].append((before, after))
             print(f"{item.name} {which:10s} priors only {before:6.2f}  fit {after:6.2f}  gain {after - before:+.2f} dB",
                   flush=True)
-    api.load_priors = load
     for which, rows in gains.items():
         b, a = np.mean(rows, axis=0)
         print(f"mean, {which} priors: priors only {b:.2f} dB, fit {a:.2f} dB, gain {a - b:+.2f} dB")

@@ -9,16 +9,23 @@ many images fall on the wrong side of the threshold.
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import numpy as np
 
 import sets
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=sets.DATA)
+    args = p.parse_args(argv)
     from napari_scoredvi.engine.noise_estimate import NoiseCorrelation, estimate_noise
 
-    groups = {"pg (independent)": sets.synthetic("pg"), "corr (lag-1 0.6)": sets.synthetic("corr"),
-              "w2s (real widefield)": sets.w2s(), "polyu (camera sRGB)": sets.polyu()}
+    groups = {"pg (independent)": sets.synthetic("pg", args.data),
+              "corr (lag-1 0.6)": sets.synthetic("corr", args.data),
+              "w2s (real widefield)": sets.w2s(args.data), "polyu (camera sRGB)": sets.polyu(args.data)}
     print(f"threshold {NoiseCorrelation.THRESHOLD}")
     for label, items in groups.items():
         values, flagged = [], 0

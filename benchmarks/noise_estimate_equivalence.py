@@ -1,9 +1,11 @@
 """Does the noise estimator give the same answers as at an earlier commit? (For speed-only changes.)
 
-Loads ``src/napari_scoredvi/noise_estimate.py`` as it was at ``--against`` (``git show``) beside the
-current one, runs ``estimate_noise`` of both on every image of the pg, corr, w2s and polyu sets, and
-counts per set the images whose noise level functions (slope and intercept), correlated-or-not
-class and lag-1 correlations are exactly equal, and the seconds each version took.
+Loads the noise estimator's module as it was at ``--against`` (``git show``;
+``src/napari_scoredvi/engine/noise_estimate.py``, or ``src/napari_scoredvi/noise_estimate.py`` before
+the package's subpackages) beside the current one, runs ``estimate_noise`` of both on every image of
+the pg, corr, w2s and polyu sets, and counts per set the images whose noise level functions (slope
+and intercept), correlated-or-not class and lag-1 correlations are exactly equal, and the seconds
+each version took.
 
     python benchmarks/noise_estimate_equivalence.py --against a06e9ac
 """
@@ -25,9 +27,18 @@ import sets
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: where the estimator's module lives, newest layout first
+PATHS = ("src/napari_scoredvi/engine/noise_estimate.py", "src/napari_scoredvi/noise_estimate.py")
+
+
 def _module_at(rev: str, folder: str):
-    text = subprocess.run(["git", "show", f"{rev}:src/napari_scoredvi/noise_estimate.py"], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout
+    for where in PATHS:
+        shown = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode == 0:
+            text = shown.stdout
+            break
+    else:
+        raise SystemExit(f"no noise_estimate.py at {rev} (looked for {', '.join(PATHS)})")
     path = Path(folder) / "noise_estimate_then.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("noise_estimate_then", path)

@@ -1,7 +1,7 @@
 """Would a right noise estimate help on PolyU? ``balanced`` on the PolyU crops of ``quality.py``,
 with the engine's noise estimate and with an oracle one: each channel's level function replaced
 by the constant variance of the true residual ``noisy - clean`` (model units), correlation as the
-engine measured it. Diagnostic only (it replaces ``api.estimate_noise`` in this process)::
+engine measured it, given to the engine as its noise model (``denoise_steps(..., noise_model=)``)::
 
     python benchmarks/polyu_oracle_noise.py | tee benchmarks/results/polyu_oracle_noise.log
 """
@@ -14,11 +14,13 @@ import dataclasses
 import numpy as np
 import torch
 
+import measure
 import quality
 import sets
-from napari_scoredvi.engine import api, denoise
-from napari_scoredvi.engine.noise_estimate import NoiseLevelFunction
+from napari_scoredvi.engine.api import denoise_steps
+from napari_scoredvi.engine.noise_estimate import NoiseLevelFunction, estimate_noise
 from napari_scoredvi.engine.normalise import fit_normalisation
+from napari_scoredvi.engine.settings import DenoiseSettings
 
 
 def main() -> None:
@@ -27,30 +29,24 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    engine_estimate = api.estimate_noise
+    settings = DenoiseSettings(args.preset, "cpu", seed=0)
     print(f"{'crop':36s} {'est var':>8s} {'true var':>8s} {'engine dB':>9s} {'oracle dB':>9s}  drifted engine/oracle")
     rows = []
     for item in sets.polyu():
         score, _ = quality.scorer("polyu", item)
         noisy, clean = (np.moveaxis(a.astype(np.float64), -1, 0) for a in (item.noisy, item.clean))
         norm = fit_normalisation(noisy)
-        true_var = (norm.to_model(noisy) - norm.to_model(clean)).var(axis=(1, 2))
-
-        def oracle(y: np.ndarray, _true=true_var):
-            model = engine_estimate(y)
-            return dataclasses.replace(model, levels=tuple(NoiseLevelFunction(0.0, float(v)) for v in _true))
-
+        y = norm.to_model(noisy)  # the model units the engine estimates the noise in
+        true_var = (y - norm.to_model(clean)).var(axis=(1, 2))
+        engine_model = estimate_noise(y)  # what denoise_steps estimates itself when given no noise model
+        oracle_model = dataclasses.replace(engine_model,
+                                           levels=tuple(NoiseLevelFunction(0.0, float(v)) for v in true_var))
         out = {}
-        for name, estimator in (("engine", engine_estimate), ("oracle", oracle)):
-            api.estimate_noise = estimator
-            try:
-                r = denoise(item.noisy, channel_axis=-1, preset=args.preset, device="cpu", seed=0)
-            finally:
-                api.estimate_noise = engine_estimate
-            out[name] = (score(r.denoised)[0], r.info.get("drifted"), r.info.get("noise_std"))
-        y = norm.to_model(noisy)
+        for name, model in (("engine", None), ("oracle", oracle_model)):
+            r = measure.finish(denoise_steps(item.noisy, settings, channel_axis=-1, noise_model=model))
+            out[name] = (score(r.denoised)[0], r.info.drifted, r.info.noise_std)
         est_var = np.mean([np.mean(f.variance(c)) * s**2 for f, c, s in
-                           zip(engine_estimate(y).levels, y, norm.scale)])  # input (8-bit) units
+                           zip(engine_model.levels, y, norm.scale)])  # input (8-bit) units
         rows.append((out["engine"][0], out["oracle"][0]))
         print(f"{item.name[:36]:36s} {est_var:8.2f} {np.mean(true_var * norm.scale**2):8.2f} {out['engine'][0]:9.2f} "
               f"{out['oracle'][0]:9.2f}  {out['engine'][1]}/{out['oracle'][1]}", flush=True)

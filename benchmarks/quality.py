@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+import measure
 import opponents
 import sets
 
@@ -48,17 +49,11 @@ POLYU_TARGET_DB = 37.0
 
 def scorer(which: str, item: sets.Item) -> tuple[opponents.Score, float]:
     """``score(out) -> (PSNR dB, SSIM)`` for one image of set ``which``, and its data range."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     gt = item.clean.astype(np.float64)
     data_range = float(gt.max() - gt.min()) if which in ("pg", "corr") else 255.0
 
     def score(out: np.ndarray) -> tuple[float, float]:
-        out = np.asarray(out, dtype=np.float64)
-        if which == "w2s":
-            out = sets.affine_fit(out, gt)
-        return (float(peak_signal_noise_ratio(gt, out, data_range=data_range)),
-                float(structural_similarity(gt, out, data_range=data_range, channel_axis=-1 if item.rgb else None)))
+        return measure.psnr_ssim(out, gt, data_range, affine=which == "w2s", channel_axis=-1 if item.rgb else None)
 
     return score, data_range
 
@@ -218,7 +213,7 @@ def tasks_for(which: str, item: sets.Item, args: argparse.Namespace, engine: str
         out.append(Task(which, item, "prior denoiser alone (no fit)", "direct",
                         {"engine": engine, "prior_set": "engine's choice"}))
     for name in args.presets:
-        preset = dataclasses.asdict(get_preset(name))
+        preset = get_preset(name).as_dict()  # the key of its cached rows (fields at their defaults may be left out)
         out.append(Task(which, item, f"priors only ({name})", "ours",
                         {"engine": engine, "preset": {**preset, "iterations": 0, "warm_iterations": 0}}))
         out.append(Task(which, item, f"scoredvi {name}", "ours", {"engine": engine, "preset": preset}))
@@ -249,8 +244,8 @@ def run_task(task: Task, args: argparse.Namespace) -> dict:
 
     preset = Preset(**task.settings["preset"])
     r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=preset, device=args.device, seed=0)
-    return _scored(r.denoised, {"seconds": r.info["seconds"], "iterations": r.info["iterations"],
-                                "retries": r.info["retries"]}, score)
+    return _scored(r.denoised, {"seconds": r.info.seconds, "iterations": r.info.iterations,
+                                "retries": r.info.retries}, score)
 
 
 def compute(todo: list[Task], caches: dict[str, opponents.Cache], args: argparse.Namespace) -> None:

@@ -31,30 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+import measure
+import sets
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "datasets"
 
 
 # -- child side -----------------------------------------------------------------------------------
 def _preset(spec: str):
-    sys.path.insert(0, str(HERE))
-    from sets import preset_config
-
-    return preset_config(spec)
-
-
-def _scores(out: np.ndarray, gt: np.ndarray, data_range: float, affine: bool) -> tuple[float, float]:
-    """(PSNR dB, SSIM) of ``out`` against ``gt``; with ``affine``, after the least-squares map
-    ``a * out + b`` (W2S files were stretched one by one, docs/benchmarks.md)."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    sys.path.insert(0, str(HERE))
-    import sets
-
-    gt = np.asarray(gt, dtype=np.float64)
-    out = sets.affine_fit(np.asarray(out, dtype=np.float64), gt) if affine else np.asarray(out, dtype=np.float64)
-    return (float(peak_signal_noise_ratio(gt, out, data_range=data_range)),
-            float(structural_similarity(gt, out, data_range=data_range)))
+    return sets.preset_config(spec)
 
 
 def _bm3d(noisy: np.ndarray) -> np.ndarray:
@@ -68,9 +54,6 @@ def _bm3d(noisy: np.ndarray) -> np.ndarray:
 
 
 def _w2s(n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    sys.path.insert(0, str(HERE))
-    import sets
-
     return [(item.name, item.noisy, item.clean) for item in sets.w2s(DATA, n)]
 
 
@@ -96,7 +79,7 @@ def child(spec: dict) -> dict:
             t0 = time.perf_counter()
             out = _bm3d(noisy) if method == "bm3d" else denoise(noisy, preset=_preset(method), device="cpu").denoised
             sec = time.perf_counter() - t0
-            rows.append((sec, *_scores(out, gt, 255.0, True)))
+            rows.append((sec, *measure.psnr_ssim(out, gt, 255.0, affine=True)))
         res = {"seconds": float(np.mean([r[0] for r in rows])), "psnr": float(np.mean([r[1] for r in rows])),
                "ssim": float(np.mean([r[2] for r in rows])), "n": len(rows)}
     elif kind == "stack":
@@ -116,16 +99,14 @@ def child(spec: dict) -> dict:
                                          settings, posterior_std=False):
                 pass
         sec = (time.perf_counter() - t0) / len(numbers)
-        psnr = {str(k): _scores(outs[k], clean[k], rng, False)[0] for k in numbers}
+        psnr = {str(k): measure.psnr(outs[k], clean[k], rng) for k in numbers}
         res = {"seconds": sec, "psnr_per_slice": psnr, "psnr": float(np.mean(list(psnr.values())))}
     elif kind == "large":
         noisy, _ = _stack(1, spec["size"])
         t0 = time.perf_counter()
         denoise(noisy[0], preset=_preset(method), device="cpu")
         res = {"seconds": time.perf_counter() - t0}
-    import resource
-
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = measure.peak_rss_mb()
     return res
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import measure
 import sets
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +59,7 @@ def crops(which: str, size: int, limit: int) -> list[tuple[sets.Item, float]]:
 
 def psnr(out: np.ndarray, item: sets.Item, peak: float, which: str) -> float:
     out = sets.affine_fit(out, item.clean) if which == "w2s" else out
-    return float(10 * np.log10(peak**2 / np.mean((np.asarray(out, np.float64) - item.clean) ** 2)))
+    return measure.psnr(out, item.clean, peak)
 
 
 def ours(item: sets.Item, preset: str, priors: str, lam: float | None) -> tuple[np.ndarray, float, dict]:

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+sys.path.insert(0, sys.argv[1])  # the benchmarks folder
 import numpy as np, zarr, dask.array as da, torch
-n, size, depth, preset, threads, tmp = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
-                                        int(sys.argv[5]), sys.argv[6])
-cluster = sys.argv[7] == "cluster"
+from measure import peak_rss_mb
+n, size, depth, preset, threads, tmp = (int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5],
+                                        int(sys.argv[6]), sys.argv[7])
+cluster = sys.argv[8] == "cluster"
 torch.set_num_threads(threads)
 import napari
 from qtpy.QtWidgets import QApplication
@@ -57,21 +60,22 @@ w._output_box.value = f"{tmp}/out.zarr"
 app = QApplication.instance()
 for _ in range(20):
     app.processEvents()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_rss_mb()
 t0 = time.perf_counter()
 w.run()
 while w.worker is not None:
     app.processEvents()
     time.sleep(0.05)
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_rss_mb()
 done = zarr.open_array(f"{tmp}/out.zarr/done", mode="r")[:n].tolist()
 out = viewer.layers["volume denoised"].data
-print(json.dumps({"slices": n, "seconds": seconds, "peak_rss_mb": peak / 1024, "rss_before_run_mb": base / 1024,
+print(json.dumps({"slices": n, "seconds": seconds, "peak_rss_mb": peak, "rss_before_run_mb": base,
                   "done": sum(done), "output_layer": type(out).__module__ + "." + type(out).__name__,
                   "output_shape": list(out.shape)}))
 viewer.close()
 """
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'slices':>6s} {'RSS before MB':>14s} {'peak RSS MB':>12s} {'s/slice':>8s}  output layer")
     for n in args.slices:
         with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.size), str(args.depth), args.preset,
-                                  str(args.threads), tmp, "cluster" if args.cluster else "here"],
+            out = subprocess.run([sys.executable, "-c", CHILD, HERE, str(n), str(args.size), str(args.depth),
+                                  args.preset, str(args.threads), tmp, "cluster" if args.cluster else "here"],
                                  capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"run with {n} slice(s) failed:\n{out.stderr[-3000:]}")

@@ -57,6 +57,7 @@ def test_oracle_search_finds_the_best_sigma_finely(monkeypatch, best):
         assert coarse["sigma_8bit"] == 25.0 and coarse["evaluations"] == len(opponents.COARSE_8BIT)
 
 
+@pytest.mark.slow
 def test_vst_bm3d_on_poisson_gaussian_image():
     pytest.importorskip("bm3d")
     rng = np.random.default_rng(0)

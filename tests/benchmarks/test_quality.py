@@ -21,6 +21,7 @@ def quality():
     return quality
 
 
+@pytest.mark.slow
 def test_engine_files_are_what_denoise_runs(quality):
     files = quality._engine_files(ROOT)
     pkg = "src/napari_scoredvi/"
