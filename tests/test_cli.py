@@ -5,12 +5,14 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from conftest import TINY
 from napari_scoredvi.cli import main
 from napari_scoredvi.engine.presets import PRESETS
 
 
+@pytest.mark.slow
 def test_demo_writes_outputs_and_reports(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "out"), "--preset", "fast", "--size", "48", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
@@ -30,13 +32,22 @@ def test_version_and_help():
     assert out.returncode == 0 and "--preset" in out.stdout
 
 
-def test_bad_device_is_a_clean_error(tmp_path, capsys):
+def test_absent_cuda_is_a_clean_error(tmp_path, capsys, monkeypatch):
+    """On every machine: torch is made to see no GPU, so --device cuda must fail cleanly, before any fit."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     rc = main(["demo", str(tmp_path), "--device", "cuda", "--size", "32"])
-    import torch
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("napari-scoredvi: error: device 'cuda' was requested but torch sees no CUDA GPU"), err
+    assert "Traceback" not in err and not list(tmp_path.glob("*.tif"))
 
-    if not torch.cuda.is_available():
-        assert rc == 2
-        assert "no CUDA GPU" in capsys.readouterr().err
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_demo_on_cuda_reports_the_gpu(tmp_path, capsys):
+    assert main(["demo", str(tmp_path), "--device", "cuda", "--size", "32", "--preset", "fast"]) == 0
+    assert "device: cuda" in capsys.readouterr().out
+    assert tifffile.imread(tmp_path / "denoised.tif").shape == (32, 32)
 
 
 HELP_WITHOUT_TORCH = """
@@ -132,6 +143,7 @@ def test_bad_input_is_one_error_line_before_any_output(tmp_path, monkeypatch, ca
         assert err.count("invalid page offset") == 1 and err.count("napari-scoredvi:") == 1, err
 
 
+@pytest.mark.slow
 def test_plain_3d_tiff_is_a_z_stack_with_a_note_and_progress_per_iteration(tmp_path, monkeypatch, capsys):
     import zarr
 

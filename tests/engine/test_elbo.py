@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Dirichlet, Gamma, Normal, kl_divergence
+from torch.distributions import Categorical, Dirichlet, Gamma, Normal, kl_divergence
 
 from napari_scoredvi.engine.elbo import (
     expected_log_weights,
@@ -51,6 +51,16 @@ def test_kl_dirichlet_matches_torch_distributions():
     torch.testing.assert_close(ours, ref)
 
 
+def test_kls_are_non_negative_and_zero_only_at_the_prior():
+    a, b, d = _rand(3, 2, 1, 6, 6, seed=6), _rand(3, 2, 1, 6, 6, seed=7), _rand(3, 4, 1, 6, 6, seed=8)
+    assert (kl_gamma(a.log(), b.log(), 0.5, alpha0=2.0) > 0).all()
+    assert (kl_dirichlet(d.log(), d0=1.5) > 0).all()
+    torch.testing.assert_close(kl_gamma(torch.tensor(2.0).log(), torch.tensor(0.5).log(), 0.5, alpha0=2.0),
+                               torch.tensor(0.0), atol=1e-12, rtol=0)
+    torch.testing.assert_close(kl_dirichlet(torch.full((1, 4, 1), 1.5).log(), d0=1.5), torch.zeros(1, 1),
+                               atol=1e-12, rtol=0)
+
+
 def test_expected_log_weights_matches_monte_carlo():
     d = torch.tensor([[0.7], [2.0], [5.0]])[None]  # (1, K=3, 1)
     torch.manual_seed(0)
@@ -59,12 +69,26 @@ def test_expected_log_weights_matches_monte_carlo():
     torch.testing.assert_close(expected_log_weights(d.log())[0, :, 0], mc, atol=0.02, rtol=0)
 
 
-def test_kl_assignment_equals_definition():
+def test_kl_assignment_matches_monte_carlo_over_the_weights():
+    """``E_q(pi)[KL(Cat(r) || Cat(pi))]``, estimated by drawing pi from the Dirichlet."""
+    r = torch.tensor([0.6, 0.3, 0.1])
+    d = torch.tensor([0.8, 2.0, 4.0])
+    torch.manual_seed(0)
+    pi = Dirichlet(d).sample((200_000,)).clamp_min(1e-300)
+    mc = kl_divergence(Categorical(probs=r.expand_as(pi)), Categorical(probs=pi)).mean()
+    ours = kl_assignment(r.view(1, 3, 1, 1, 1), d.log().view(1, 3, 1, 1, 1))
+    torch.testing.assert_close(ours.flatten()[0], mc, atol=0.02, rtol=0)
+
+
+def test_kl_assignment_known_values_and_bounds():
     r = torch.softmax(_rand(2, 3, 1, 4, 4, seed=4), dim=1)
     d = _rand(2, 3, 1, 4, 4, seed=5)
-    e_log_pi = torch.digamma(d) - torch.digamma(d.sum(1, keepdim=True))
-    ref = (r * r.log()).sum(1) - (r * e_log_pi).sum(1)
-    torch.testing.assert_close(kl_assignment(r, d.log()), ref)
+    assert (kl_assignment(r, d.log()) >= 0).all()  # an expectation of KL divergences
+    # a Dirichlet concentrated at r (d = 1e7 r): pi = r almost surely, so the KL vanishes
+    torch.testing.assert_close(kl_assignment(r, (1e7 * r).log()), torch.zeros(2, 1, 4, 4), atol=1e-6, rtol=0)
+    # a sure assignment to component 0 under the flat Dirichlet(1, 1): E[-log pi_0] = 1 for pi_0 ~ U(0, 1)
+    one_hot = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1, 1)
+    torch.testing.assert_close(kl_assignment(one_hot, torch.zeros(1, 2, 1, 1, 1)).flatten(), torch.tensor([1.0]))
 
 
 def test_expected_likelihood_matches_monte_carlo():
@@ -81,22 +105,29 @@ def test_expected_likelihood_matches_monte_carlo():
     torch.testing.assert_close(ours.flatten()[0], mc, atol=0.01, rtol=0)
 
 
+def test_score_value_and_gradient_at_known_points():
+    """D(x) = 0.5 x + 0.1 with var 0.25: the score (D(x) - x) / var is 0.4 - 2 x, so at
+    x = -1, 0, 0.2, 1 the gradient is 2.4, 0.4, 0, -1.6 (zero at the denoiser's fixed point 0.2)
+    and the value x * score / 2 is -1.2, 0, 0, -0.8."""
+    x = torch.tensor([-1.0, 0.0, 0.2, 1.0]).view(1, 1, 2, 2).requires_grad_()
+    value = score_log_prior(x, lambda t: 0.5 * t + 0.1, torch.tensor(0.25))
+    torch.testing.assert_close(value.flatten(), torch.tensor([-1.2, 0.0, 0.0, -0.8]))
+    (3.0 * value.sum()).backward()  # the upstream gradient multiplies the score
+    torch.testing.assert_close(x.grad.flatten(), 3.0 * torch.tensor([2.4, 0.4, 0.0, -1.6]))
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 8, 8), (2, 3, 5, 7)])
-def test_score_backward_is_tweedie(shape):
+def test_score_gradient_is_pixelwise_and_treats_the_denoiser_as_constant(shape):
+    """The denoiser D(x) = w x (w = 0.75, a parameter) at var 0.5: d value / dx = (w - 1) x / var = -x / 2
+    pixel by pixel, whatever the shape, and no gradient reaches the denoiser's parameter."""
     torch.manual_seed(0)
     x = torch.randn(shape, requires_grad=True)
-    var = torch.tensor(0.3)
-
-    def denoiser(t):
-        return 0.5 * t + 0.1
-
-    out = score_log_prior(x, denoiser, var)
-    score = (denoiser(x.detach()) - x.detach()) / var
-    torch.testing.assert_close(out, 0.5 * x.detach() * score)  # the RED log-prior estimate
-    grad_out = torch.randn(shape)
-    out.backward(grad_out)
-    expected = grad_out * (denoiser(x.detach()) - x.detach()) / var
-    torch.testing.assert_close(x.grad, expected)
+    w = torch.tensor(0.75, requires_grad=True)
+    value = score_log_prior(x, lambda t: w * t, torch.tensor(0.5))
+    assert value.shape == x.shape
+    value.sum().backward()
+    torch.testing.assert_close(x.grad, -x.detach() / 2)
+    assert w.grad is None
 
 
 def test_score_matches_gaussian_prior_score():

@@ -20,6 +20,7 @@ def test_recovers_poisson_gaussian_parameters(a, b):
     assert estimate_noise_std(noisy) == pytest.approx(true_std, rel=0.05)
 
 
+@pytest.mark.slow
 def test_gaussian_noise_on_a_textured_image():
     rng = np.random.default_rng(1)
     # a textured scene: random smooth blobs plus edges
@@ -47,6 +48,7 @@ def test_prior_weight_thresholds():
     assert prior_weight(30) == 2.0
 
 
+@pytest.mark.slow
 def test_noise_model_tells_correlated_from_independent_noise():
     import torch
 
@@ -76,6 +78,7 @@ def _fine_texture(rng, shape, scale):
     return t / t.std()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_independent_noise_on_fine_texture_is_measured_at_full_resolution(seed):
     # fine texture (smooth over 1.5 px, std 6) under Poisson-Gaussian noise var = 0.5 I + 1 (std 8-12):
@@ -97,6 +100,7 @@ def test_independent_noise_on_fine_texture_is_measured_at_full_resolution(seed):
     assert model.levels[0].slope == pytest.approx(a, rel=0.15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_heavy_tailed_noise_is_not_taken_for_texture(seed):
     # skewed, heavy-tailed independent noise (Gamma, shape 2: kurtosis 6, like the dark W2S frames),
