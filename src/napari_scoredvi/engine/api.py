@@ -142,7 +142,8 @@ def denoise(
     """Denoise one 2D image (H, W), or a 2D image with a channel axis (RGB or multichannel).
 
     image: any integer or float dtype; never modified. channel_axis: the channel axis of a 3D
-    image, or None. preset: ``"fast"``, ``"balanced"`` or ``"best"``. device: ``"auto"`` (CUDA,
+    image, or None. preset: ``"fast"``, ``"balanced"`` (the prior
+    ensemble) or ``"variational"`` (ScoreDVI's variational fit, minutes). device: ``"auto"`` (CUDA,
     then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``. seed: same seed and device give the same
     result. progress: called as ``progress(step, total)`` after each iteration; raising from it
     (e.g. :class:`Cancelled`) stops the fit and propagates. lam: prior weight; None picks it from

@@ -53,14 +53,14 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "fast": Preset("fast", iterations=20, crop=64, crops=4, samples=1, unet_levels=3, unet_base=16,
-                   aux_depth=3, aux_width=16, warm_iterations=10, final_denoise=True, ensemble=1),
-    "balanced": Preset("balanced", iterations=40, crop=96, crops=4, samples=1, unet_levels=3, unet_base=24,
-                       aux_depth=4, aux_width=16, warm_iterations=15, final_denoise=True, ensemble=8),
-    # balanced's networks and step count with a quarter of its gradient noise: longer fits or bigger
-    # networks drift from the priors' estimate (docs/engine.md, "The best preset")
-    "best": Preset("best", iterations=40, crop=96, crops=8, samples=2, unet_levels=3, unet_base=24,
-                   aux_depth=4, aux_width=16, warm_iterations=15, final_denoise=True, ensemble=8),
+    # The amortised prior ensemble: the posterior networks start at the priors' estimates D_k(y), and a
+    # 20-40-step fit moved that start by -0.08..+0.05 dB on every benchmark set (docs/benchmarks.md,
+    # "priors only" rows), so these presets run no fit steps: the K priors' estimates, mixed, denoised once
+    # more (final_denoise) and averaged over ``ensemble`` flips/rotations (docs/engine.md, "Presets").
+    "fast": Preset("fast", iterations=0, crop=64, crops=4, samples=1, unet_levels=3, unet_base=16,
+                   aux_depth=3, aux_width=16, warm_iterations=0, final_denoise=True, ensemble=1),
+    "balanced": Preset("balanced", iterations=0, crop=96, crops=4, samples=1, unet_levels=3, unet_base=24,
+                       aux_depth=4, aux_width=16, warm_iterations=0, final_denoise=True, ensemble=8),
     # ScoreDVI as published: a cold-start variational fit of the whole image (docs/engine.md,
     # "The variational preset"); minutes per 256 x 256 slice on a CPU
     "variational": Preset("variational", iterations=500, crop=0, crops=1, samples=1, unet_levels=3, unet_base=16,
@@ -70,9 +70,10 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(preset: str | Preset) -> Preset:
-    """A :class:`Preset` by name (``fast``, ``balanced``, ``best``) or passed through."""
+    """A :class:`Preset` by name (``fast``, ``balanced``, ``variational``) or passed through."""
     if isinstance(preset, Preset):
         return preset
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        retired = " (`best` was retired on 2026-11-30: it scored as `balanced`)" if preset == "best" else ""
+        raise ValueError(f"unknown preset {preset!r}{retired}: choose one of {', '.join(PRESETS)}")
     return PRESETS[preset]

@@ -27,7 +27,7 @@ def check_lam(lam) -> float | None:
 class DenoiseSettings:
     """How to denoise an image, or the slices of a stack.
 
-    preset: a :class:`~napari_scoredvi.engine.presets.Preset` or its name (``fast``, ``balanced``, ``best``).
+    preset: a :class:`~napari_scoredvi.engine.presets.Preset` or its name (``fast``, ``balanced``, ``variational``).
     device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (resolved where the work runs).
     seed: the image's seed; in a stack slice ``k`` is fitted with seed ``seed + k``. lam: prior
     weight, None = from the noise level. warm_start (stacks): start each slice's fit from the
