@@ -138,6 +138,17 @@ def evaluate(model: torch.nn.Module, test_dir: Path, sigmas: tuple[int, ...] = (
     return out
 
 
+def write_portable(ckpt: Path) -> Path:
+    """A small copy of a checkpoint to commit (float16 weights and the step, no optimizer state, a
+    third of the size): ``train_stage`` resumes from it where the full checkpoint is missing."""
+    state = torch.load(ckpt, weights_only=True)
+    out = ckpt.with_suffix(".portable.pt")
+    tmp = out.with_suffix(".tmp")
+    torch.save({"model": {n: v.half() for n, v in state["model"].items()}, "step": state["step"]}, tmp)
+    tmp.replace(out)
+    return out
+
+
 def record_curve(out: Path, name: str, step: int, psnr_db: dict[str, float], log) -> None:
     """Append one point of the learning curve (Set PSNR in dB against Adam steps) to ``out/curve.jsonl``."""
     log(f"{name}: step {step} Set PSNR {psnr_db}")
@@ -164,6 +175,7 @@ def train_stage(
     opt = torch.optim.Adam(model.parameters(), lr=stage_lr or args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / steps)))
     start = 0
+    portable = ckpt.with_suffix(".portable.pt")
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state["model"])
@@ -171,6 +183,13 @@ def train_stage(
         sched.load_state_dict(state["sched"])
         start = int(state["step"])
         log(f"{name}: resumed at step {start}")
+    elif portable.exists():  # another machine: the committed weights, Adam's moments start afresh
+        state = torch.load(portable, weights_only=True)
+        model.load_state_dict({n: v.float() for n, v in state["model"].items()})
+        start = int(state["step"])
+        for _ in range(start):
+            sched.step()
+        log(f"{name}: resumed at step {start} from {portable.name} (weights only; Adam's moments reset)")
     if start >= steps:
         return
     gen = np.random.default_rng([args.seed, start, len(name)])
@@ -238,7 +257,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=0,
                    help="Adam steps between Set PSNR evaluations written to OUT/curve.jsonl (0: none)")
+    p.add_argument("--portable-only", action="store_true",
+                   help="train nothing: write OUT/<stage>.portable.pt (float16 weights, step) from each checkpoint "
+                        "in OUT, small enough to commit, and exit")
     args = p.parse_args(argv)
+    if args.portable_only:
+        for ckpt in sorted(args.out.glob("*.ckpt")):
+            print(f"wrote {write_portable(ckpt)}")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
