@@ -69,7 +69,7 @@ while w.worker is not None:
 seconds = time.perf_counter() - t0
 peak = peak_rss_mb()
 done = zarr.open_array(f"{tmp}/out.zarr/done", mode="r")[:n].tolist()
-out = viewer.layers["volume denoised"].data
+out = viewer.layers["denoised (volume)"].data
 print(json.dumps({"slices": n, "seconds": seconds, "peak_rss_mb": peak, "rss_before_run_mb": base,
                   "done": sum(done), "output_layer": type(out).__module__ + "." + type(out).__name__,
                   "output_shape": list(out.shape)}))

@@ -11,6 +11,8 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 pytest.importorskip("matplotlib")
 
+from viewer_fixtures import gl_extensions_known  # noqa: E402, F401 - autouse
+
 from napari_scoredvi._qt import calibration_widget as _calibration_widget  # noqa: E402
 from napari_scoredvi._qt.calibration_widget import NoiseCalibrationWidget  # noqa: E402
 
@@ -82,8 +84,8 @@ def test_overlays_a_noise_variance_layer(make_napari_viewer, errors):
     clean = viewer.layers["clean ground truth"].data
     true_var = SAMPLE_GAIN * (clean - SAMPLE_OFFSET) + SAMPLE_READ_NOISE**2
     meta = {"scoredvi": {"source": SAMPLE}}
-    viewer.add_image(clean, name=f"{SAMPLE} denoised", metadata=meta)
-    var_layer = viewer.add_image(true_var, name=f"{SAMPLE} noise variance", metadata=meta)
+    viewer.add_image(clean, name=f"denoised ({SAMPLE})", metadata=meta)
+    var_layer = viewer.add_image(true_var, name=f"noise variance [ADU²] ({SAMPLE})", metadata=meta)
     w = NoiseCalibrationWidget(viewer)
     w._layer_box.value = viewer.layers[SAMPLE]
     w._map_box.value = var_layer
@@ -115,6 +117,68 @@ def test_rgb_and_constant_layers_are_reported(make_napari_viewer, errors):
     w = NoiseCalibrationWidget(viewer)
     assert w.compute(rgb) is None and "RGB" in errors[-1]
     assert w.compute(flat) is None and "constant" in errors[-1]
+
+
+def test_proposes_the_visible_noisy_layer(make_napari_viewer):
+    """Never the hidden float ground truth of the sample (nor a ScoreDVI output) when a raw frame is there;
+    a layer the user picks stays picked."""
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "Noise calibration (photon transfer)")
+    viewer.open_sample("napari-scoredvi", "noisy_stack")
+    noisy, clean = viewer.layers[SAMPLE], viewer.layers["clean ground truth"]
+    assert w._layer_box.value is noisy
+    viewer.add_image(clean.data, name=f"denoised ({SAMPLE})", metadata={"scoredvi": {"source": SAMPLE}})
+    viewer.add_image(clean.data, name="another hidden one", visible=False)
+    assert w._layer_box.value is noisy
+    new = NoiseCalibrationWidget(viewer)  # made after the layers: the same choice
+    assert new._layer_box.value is noisy
+    w._layer_box.value = clean  # the user's choice is kept while layers come and go
+    viewer.add_image(noisy.data[0], name="frame")
+    assert w._layer_box.value is clean
+    viewer.layers.remove(clean)  # gone: a raw frame is proposed again
+    assert w._layer_box.value in (noisy, viewer.layers["frame"])
+
+
+def test_a_noise_free_layer_fails_once_and_says_why(make_napari_viewer, qtbot, errors, monkeypatch):
+    """Compute on the sample's ground truth: one error notification naming the likely cause; nothing is
+    raised into napari's event loop (napari's own error relay is never reached)."""
+    from napari.utils.notifications import notification_manager
+
+    relayed = []
+    monkeypatch.setattr(notification_manager, "receive_error", lambda *args, **kwargs: relayed.append(args))
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-scoredvi", "noisy_stack")
+    w = NoiseCalibrationWidget(viewer)
+    w._layer_box.value = viewer.layers["clean ground truth"]
+    w._compute_button.clicked()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert len(errors) == 1 and not relayed, (errors, relayed)
+    assert "only 0 intensity level(s)" in errors[0] and "looks noise-free" in errors[0]
+    assert "pick the raw noisy frame" in errors[0] and w.result is None and not w._export_button.enabled
+    assert w.compute() is None and len(errors) == 2 and "looks noise-free" in errors[1]  # the same here
+    w._layer_box.value = viewer.layers[SAMPLE]  # the raw frame: no hint
+    assert w.compute() is not None and len(errors) == 2 and "warning" not in w._status.value
+
+
+def test_docking_keeps_the_window_narrow(make_napari_viewer, errors):
+    """The dock's width hint stays under 450 px, also with long layer names and a long error message
+    (it was 528 px, and 1196 px after an error, which widened a 1500 px window to 1784 px)."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer()
+    viewer.window._qt_window.resize(1500, 640)
+    viewer.open_sample("napari-scoredvi", "noisy_stack")
+    viewer.add_image(np.ones((5, 64, 64), np.float32), name=f"noise variance [ADU²] ({SAMPLE}) of a long acquisition")
+    dock, w = viewer.window.add_plugin_dock_widget("napari-scoredvi", "Noise calibration (photon transfer)")
+
+    def widths() -> tuple[int, int]:
+        QApplication.processEvents()
+        return dock.sizeHint().width(), dock.minimumSizeHint().width()
+
+    assert max(widths()) < 450, widths()
+    w.compute(viewer.layers["clean ground truth"])
+    assert errors and max(widths()) < 450, widths()
+    assert viewer.window._qt_window.width() <= 1500
 
 
 def test_compute_button_runs_in_a_worker(make_napari_viewer, qtbot, errors):

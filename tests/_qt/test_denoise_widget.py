@@ -10,12 +10,15 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from viewer_fixtures import gl_extensions_known  # noqa: E402, F401 - autouse
+
 from conftest import TINY  # noqa: E402
 from napari_scoredvi._qt import denoise_widget as _widget  # noqa: E402
 from napari_scoredvi._qt.denoise_widget import RUN_CLUSTER, RUN_HERE, SCOPE_ALL, SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
 from napari_scoredvi.engine.presets import Preset  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
+from napari_scoredvi.napari.layers import source_layer_name  # noqa: E402
 from napari_scoredvi.napari.request import DenoiseRequest  # noqa: E402
 from napari_scoredvi.napari.sample_data import make_sample_data  # noqa: E402
 
@@ -55,6 +58,11 @@ def _widget_for(viewer) -> ScoreDVIWidget:
     w = ScoreDVIWidget(viewer)
     w._run_on_box.value = RUN_HERE  # whatever an earlier test left remembered
     return w
+
+
+def _out(viewer, source: str, output: str = "denoised"):
+    """Output layer ``output`` of the layer named ``source``."""
+    return viewer.layers[source_layer_name(viewer.layers[source], output)]
 
 
 def _wait_done(qtbot, w):
@@ -118,13 +126,13 @@ def test_the_form_as_a_request(viewer_model, tmp_path):
     assert r.layer is src and r.shown == (2, 1) and r.scope == "current 2D slice" and r.output is None
     assert r.settings.preset.name == "fast" and r.settings.device == "auto" and r.settings.lam is None
     assert r.settings.warm_start and not r.posterior_std and r.run_on == RUN_HERE
-    w._preset_box.value, w._device_box.value, w._lam_box.value = "best", "cpu", 1.5
+    w._preset_box.value, w._device_box.value, w._lam_box.value = "variational", "cpu", 1.5
     w._scope_box.value, w._warm_box.value, w._std_box.value = SCOPE_RANGE, False, True
     w._first_box.value, w._last_box.value, w._output_box.value = 1, 2, tmp_path / "o.zarr"
     w._run_on_box.value, w._scheduler_box.value = RUN_CLUSTER, " tcp://h:8786 "
     r = w.request()
-    assert (r.settings.preset.name, r.settings.device, r.settings.lam, r.settings.warm_start) == ("best", "cpu", 1.5,
-                                                                                                 False)
+    assert (r.settings.preset.name, r.settings.device, r.settings.lam, r.settings.warm_start) == (
+        "variational", "cpu", 1.5, False)
     assert (r.scope, r.first, r.last, r.output, r.posterior_std) == (SCOPE_RANGE, 1, 2, tmp_path / "o.zarr", True)
     assert r.on_cluster and r.scheduler == "tcp://h:8786"
     w.preset_override = TINY
@@ -151,7 +159,7 @@ def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
     w.run(_request(src))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
-    den, var = viewer.layers["cells denoised"], viewer.layers["cells noise variance"]
+    den, var = _out(viewer, "cells"), _out(viewer, "cells", "noise_variance")
     for out in (den, var):
         np.testing.assert_allclose(out.scale, src.scale)
         np.testing.assert_allclose(out.translate, src.translate)
@@ -159,7 +167,7 @@ def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
         assert out.metadata["scoredvi"]["preset"]["name"] == "tiny"
     assert den.data.any() and (var.data > 0).all()
     assert var.colormap.name == "magma"
-    assert [ly.name for ly in viewer.layers] == ["cells", "cells noise variance", "cells denoised"]
+    assert [ly.name for ly in viewer.layers] == ["cells", "noise variance [ADU²] (cells)", "denoised (cells)"]
     assert w._layer_box.value is src  # the outputs are never proposed as the next input
     viewer.layers.selection.active = den
     assert w._layer_box.value is src
@@ -167,7 +175,7 @@ def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
     before = den.data
     w.run(_request(src))  # the same source again: the in-memory layers are reused
     _wait_done(qtbot, w)
-    assert viewer.layers["cells denoised"].data is before
+    assert _out(viewer, "cells").data is before
 
 
 def test_posterior_std_layer_and_manual_prior_weight(viewer_model, qtbot, notes):
@@ -178,10 +186,10 @@ def test_posterior_std_layer_and_manual_prior_weight(viewer_model, qtbot, notes)
     w.run(_request(src, lam=1.5, posterior_std=True))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
-    std = viewer.layers["cells posterior std"]
+    std = _out(viewer, "cells", "posterior_std")
     np.testing.assert_allclose(std.scale, src.scale)
     assert (std.data > 0).all() and std.contrast_limits[1] > 0
-    meta = viewer.layers["cells denoised"].metadata["scoredvi"]
+    meta = _out(viewer, "cells").metadata["scoredvi"]
     assert meta["lam"] == 1.5 and meta["info"]["lam"] == 1.5 and not meta["info"]["lam_auto"]
 
 
@@ -201,7 +209,7 @@ def test_stack_goes_to_an_ome_zarr_store_shown_lazily(viewer_model, qtbot, notes
     w.run(_request(src, scope=SCOPE_ALL, output=out))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
-    den = viewer.layers["stack denoised"]
+    den = _out(viewer, "stack")
     assert isinstance(den.data, da.Array) and den.data.shape == (3, 32, 32)
     assert np.isfinite(np.asarray(den.data)).all() and w.slices_done == 3
     np.testing.assert_allclose(den.scale, src.scale)
@@ -287,7 +295,7 @@ def test_cancel_keeps_finished_slices_and_the_status_says_the_time_left(viewer_m
     assert "slice(s) done, about" in w._status.value and w._status.value.endswith(" left"), w._status.value
     w.cancel()
     _wait_done(qtbot, w)
-    den = np.asarray(viewer.layers["stack denoised"].data)
+    den = np.asarray(_out(viewer, "stack").data)
     done = [z for z in range(4) if np.isfinite(den[z]).all()]
     assert 1 <= len(done) < 4 and done == list(range(len(done)))
     assert all(np.isnan(den[z]).all() for z in range(len(done), 4))
@@ -336,7 +344,7 @@ def test_multiscale_uses_full_resolution(viewer_model, qtbot, notes):
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
     assert any("multiscale" in m for m in notes["info"])
-    den = viewer.layers["ms denoised"]
+    den = _out(viewer, "ms")
     assert den.data.shape == (32, 32) and den.data.any()
     np.testing.assert_allclose(den.scale, src.scale)
 
@@ -349,7 +357,7 @@ def test_range_scope_and_bad_range(viewer_model, qtbot, notes, tmp_path):
     w.run(_request(src, scope=SCOPE_RANGE, first=1, last=2, output=tmp_path / "range.zarr"))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
-    den = np.asarray(viewer.layers["stack denoised"].data)
+    den = np.asarray(_out(viewer, "stack").data)
     assert [bool(np.isfinite(den[z]).all()) for z in range(4)] == [False, True, True, False]
     meta = pytest.importorskip("zarr").open_group(str(tmp_path / "range.zarr"), mode="r").attrs["napari_scoredvi"]
     assert meta["status"] == "partial" and meta["parameters"]["input"] == "napari layer 'stack'"
@@ -366,7 +374,7 @@ def test_rgb_layer(viewer_model, qtbot, notes):
     w.run(_request(src))
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]
-    den, var = viewer.layers["rgb denoised"], viewer.layers["rgb noise variance"]
+    den, var = _out(viewer, "rgb"), _out(viewer, "rgb", "noise_variance")
     assert den.rgb and den.data.shape == img.shape and den.data.any()
     assert var.data.shape == img.shape[:2] and (var.data > 0).all()
     np.testing.assert_allclose(var.scale, (0.5, 0.5))
@@ -410,7 +418,7 @@ def test_cluster_run_from_the_widget_in_a_real_viewer(make_napari_viewer, qtbot,
         meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
         assert meta["status"] == "complete" and meta["runs"][-1]["scheduler"] == address
         np.testing.assert_allclose(zarr.open_array(str(out / "denoised" / "0"))[:], ref, rtol=1e-4, atol=1e-3)
-        assert np.isfinite(np.asarray(viewer.layers[f"{layer.name} denoised"].data)).all()
+        assert np.isfinite(np.asarray(_out(viewer, layer.name).data)).all()
     assert meta["parameters"]["input"] == str(tif.resolve())
     assert remembered.load() == {"run_on": RUN_CLUSTER, "scheduler": address}
     new = ScoreDVIWidget(viewer)  # a new session's widget

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_scoredvi.engine.result import DenoiseInfo
-from napari_scoredvi.napari.outputs import ActiveRun, RunEnd, run_to_end
+from napari_scoredvi.napari.outputs import ActiveRun, RunEnd, coverage_text, describe_positions, run_to_end
 from napari_scoredvi.pipeline.events import SliceDone, SliceFailed, SliceStep
 from napari_scoredvi.pipeline.progress import RunProgress
 from napari_scoredvi.pipeline.slices import SlicesOutcome
@@ -65,11 +65,12 @@ def _layer(name):
 
 def test_active_run_updates_its_layers_as_slices_finish():
     layers = {"denoised": _layer("den"), "noise_variance": _layer("var")}
-    outputs = {"denoised": np.zeros((2, 8, 8)), "noise_variance": np.stack([np.full((8, 8), 4.0), np.ones((8, 8))])}
+    denoised = np.stack([np.linspace(99.0, 157.0, 64).reshape(8, 8), np.full((8, 8), 120.0)])
+    outputs = {"denoised": denoised, "noise_variance": np.stack([np.full((8, 8), 4.0), np.ones((8, 8))])}
     run = ActiveRun(SimpleNamespace(name="src"), layers, outputs, RunProgress(10, 2))
     run.slice_done(SliceDone(0, (0,), 1, 2))
     assert layers["noise_variance"].contrast_limits == (0.0, pytest.approx(4.0))
-    assert layers["denoised"].contrast_limits == (0.0, 1.0)  # the source's contrast stays
+    assert layers["denoised"].contrast_limits == (99.0, 157.0)  # its own range, not the noisy source's
     run.slice_done(SliceDone(1, (1,), 2, 2), shown=lambda layer: layer is not layers["noise_variance"])
     assert layers["denoised"].metadata["scoredvi"]["slices_done"] == [[0], [1]]
     assert layers["noise_variance"].metadata["scoredvi"]["slices_done"] == [[0]]  # removed by the user
@@ -77,3 +78,30 @@ def test_active_run_updates_its_layers_as_slices_finish():
     assert all(ly.metadata["scoredvi"]["info"] == {"lam": 2.0} for ly in layers.values())
     run.finished(RunEnd())
     assert layers["denoised"].metadata["scoredvi"]["info"] == {"lam": 2.0}
+
+
+def test_an_rgb_result_keeps_the_source_contrast():
+    layer = dict(_layer("den").__dict__, rgb=True)
+    layers = {"denoised": SimpleNamespace(**layer)}
+    run = ActiveRun(SimpleNamespace(name="src"), layers, {"denoised": np.full((1, 4, 4, 3), 50.0)}, RunProgress(1, 1))
+    run.slice_done(SliceDone(0, (0,), 1, 1))
+    assert layers["denoised"].contrast_limits == (0.0, 1.0)
+
+
+def test_coverage_says_which_slices_hold_results():
+    one = np.zeros(5, bool)
+    one[2] = True
+    assert coverage_text(one, "Z") == "slice 3 of 5 computed (z=2); the other 4 are not computed (blank)"
+    one[[0, 1, 4]] = True
+    assert coverage_text(one, "Z") == "4 of 5 slices computed (z=0-2, 4); the other 1 is not computed (blank)"
+    assert coverage_text(np.ones(5, bool), "Z") == "" and coverage_text(np.array(True), "") == ""
+    assert coverage_text(np.zeros(3, bool), "Z") == "none of the 3 slices is computed yet"
+    tz = np.zeros((2, 3), bool)
+    tz[0, 1] = tz[1, 2] = True
+    assert coverage_text(tz, "TZ").startswith("2 of 6 slices computed (t=0 z=1, t=1 z=2)")
+    assert describe_positions([(i, 0) for i in range(9)], "TZ").endswith(", ...")
+    flags = np.zeros(4, bool)
+    run = ActiveRun(SimpleNamespace(name="src"), {}, {}, RunProgress(1, 1), computed=lambda: flags, axes="Z")
+    flags[3] = True
+    assert run.coverage() == "slice 4 of 4 computed (z=3); the other 3 are not computed (blank)"
+    assert ActiveRun(SimpleNamespace(name="src"), {}, {}, RunProgress(1, 1)).coverage() == ""  # one 2D image

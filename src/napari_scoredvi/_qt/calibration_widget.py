@@ -2,7 +2,9 @@
 
 A thin layer over :func:`napari_scoredvi.calibration.calibrate` (the same function as
 ``napari-scoredvi calibrate``) and :func:`napari_scoredvi.calibration_plot.draw`, on a matplotlib
-canvas embedded in Qt. The Compute button runs the fit in a napari worker thread.
+canvas embedded in Qt. The Compute button runs the fit in a napari worker thread, which returns a
+failure instead of raising it: it is reported once, as a notification, never as a traceback.
+The image box proposes a raw noisy frame (:mod:`napari_scoredvi.napari.calibration_input`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,30 @@ import math
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, create_widget
+from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from ..calibration.photon_transfer import Calibration, calibrate
 from ..calibration.plot import draw, save_plot
-from ..napari.layers import current_index
+from ..napari.calibration_input import noise_hint, pick_raw_layer
+from ..napari.layers import current_index, output_layer_name
+from .sizing import compact_combobox, wrap_label
 
 NO_MAP = "none"
+#: the plot's size hint (inches at 90 dpi: 320 x 270 px), so docking does not widen napari's window
+FIGURE_SIZE = (3.55, 3.0)
+
+
+def calibrate_or_error(output: bool = False, **kwargs) -> tuple[Calibration | Exception, str | None]:
+    """:func:`calibrate` (in the worker thread): its result or its failure, returned, never raised
+    (napari would report a raised one a second time and re-raise it in its main thread), and what
+    to tell the user when the image does not look like a raw noisy frame (``output``: it is a
+    ScoreDVI output; :func:`..napari.calibration_input.noise_hint`)."""
+    try:
+        result = calibrate(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported once, as a notification
+        return exc, noise_hint(kwargs.get("image"), output, failed=True)
+    return result, noise_hint(kwargs["image"], output, failed=False)
 
 
 class NoiseCalibrationWidget(Container):
@@ -37,7 +55,9 @@ class NoiseCalibrationWidget(Container):
         self.result: Calibration | None = None
         self.worker = None
         self._title = ""
-        self._layer_box = create_widget(annotation="napari.layers.Image", label="image")
+        self._picked = None  # the layer the image box proposed (not one the user chose)
+        self._layer_box = ComboBox(label="image", choices=self._image_layers, nullable=True,
+                                   tooltip="raw camera data (ADU) of a sample, noisy: not a ground truth, not denoised")
         self._map_box = ComboBox(label="noise-variance layer", choices=self._map_choices, nullable=False,
                                  tooltip="optional: a ScoreDVI noise-variance output of this image, to compare "
                                          "its curve (binned by the matching denoised layer) with the measurement")
@@ -52,9 +72,12 @@ class NoiseCalibrationWidget(Container):
         self._compute_button = PushButton(text="Compute")
         self._export_button = PushButton(text="Export JSON + CSV + PNG...", enabled=False)
         self._status = Label(value="")
-        self.figure = Figure(figsize=(5, 4), dpi=90)
+        wrap_label(self._status)
+        for box in (self._layer_box, self._map_box):
+            compact_combobox(box)
+        self.figure = Figure(figsize=FIGURE_SIZE, dpi=90)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(320)
+        self.canvas.setMinimumSize(200, 240)
         self.extend([self._layer_box, self._map_box, self._gain_box, self._offset_box, self._read_box,
                      self._compute_button, self._export_button, self._status])
         self.native.layout().addWidget(self.canvas)
@@ -64,14 +87,24 @@ class NoiseCalibrationWidget(Container):
             ev.connect(self._refresh_layers)
         self._refresh_layers()
 
-    def _map_choices(self, widget=None) -> list:
+    def _image_layers(self, widget=None) -> list:
         from napari.layers import Image
 
-        return [(NO_MAP, None)] + [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
+        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
+
+    def _map_choices(self, widget=None) -> list:
+        return [(NO_MAP, None)] + self._image_layers()
 
     def _refresh_layers(self, event=None) -> None:
+        """Relist the layers; propose a raw noisy frame unless the user chose a layer that is still there."""
+        chosen = self._layer_box.value
         self._layer_box.reset_choices()
         self._map_box.reset_choices()
+        layers = [layer for _, layer in self._image_layers()]
+        if chosen is None or chosen is self._picked or chosen not in layers:
+            self._picked = pick_raw_layer(layers)
+            if self._picked is not None:
+                self._layer_box.value = self._picked
 
     # -- reading -----------------------------------------------------------------------------
     def _plane(self, layer) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -92,7 +125,7 @@ class NoiseCalibrationWidget(Container):
             return None
         var, _ = self._plane(var_layer)
         source = var_layer.metadata.get("scoredvi", {}).get("source", image_layer.name)
-        name = f"{source} denoised"
+        name = output_layer_name(source, "denoised")
         if name in self.viewer.layers:
             den, _ = self._plane(self.viewer.layers[name])
             return den, var, f"map binned by {name!r}"
@@ -125,17 +158,29 @@ class NoiseCalibrationWidget(Container):
         if kwargs["offset"] is not None and kwargs["read_noise_e"] is not None:
             raise ValueError("fill in the offset or the read noise, not both: the other follows from the fit")
         kwargs["image"], idx = self._plane(layer)
+        kwargs["output"] = "scoredvi" in layer.metadata
         maps = self._map_planes(layer)
         if maps is not None:
             kwargs["denoised"], kwargs["noise_variance"] = maps[0], maps[1]
         where = f"slice {list(idx)}" if idx else "2D image"
         return kwargs, f"{layer.name}, {where}", (maps[2] if maps is not None else None)
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception, hint: str | None = None) -> None:
+        """Report a failure once: the status line and one error notification (with ``hint``, the
+        likely cause, when the layer does not look like a raw noisy frame)."""
         self.result = None
         self._export_button.enabled = False
-        self._status.value = f"error: {exc}"
-        show_error(f"Noise calibration: {exc}")
+        message = f"{exc}" + (f". {hint[0].upper()}{hint[1:]}" if hint else "")
+        self._status.value = f"error: {message}"
+        show_error(f"Noise calibration: {message}")
+
+    def _done(self, outcome: tuple, title: str, note: str | None) -> None:
+        """The worker returned (:func:`calibrate_or_error`): show the result, or report its failure."""
+        result, hint = outcome
+        if isinstance(result, Exception):
+            self._fail(result, hint)
+        else:
+            self._show(result, title, "\n".join(filter(None, [note, hint and f"warning: {hint}"])) or None)
 
     def _show(self, result: Calibration, title: str, note: str | None) -> None:
         self.result, self._title = result, title
@@ -151,12 +196,12 @@ class NoiseCalibrationWidget(Container):
         draw it and return the result; errors become notifications (and None)."""
         try:
             kwargs, title, note = self._prepare(self._layer_box.value if layer is None else layer)
-            result = calibrate(**kwargs)
         except ValueError as exc:
             self._fail(exc)
             return None
-        self._show(result, title, note)
-        return result
+        outcome = calibrate_or_error(**kwargs)
+        self._done(outcome, title, note)
+        return None if isinstance(outcome[0], Exception) else outcome[0]
 
     def run(self) -> None:
         """The Compute button: the slice is read here, the fit runs in a napari worker thread (a
@@ -170,9 +215,8 @@ class NoiseCalibrationWidget(Container):
         except ValueError as exc:
             self._fail(exc)
             return
-        worker = create_worker(calibrate, _start_thread=False, **kwargs)
-        worker.returned.connect(lambda result: self._show(result, title, note))
-        worker.errored.connect(self._fail)
+        worker = create_worker(calibrate_or_error, _start_thread=False, **kwargs)
+        worker.returned.connect(lambda outcome: self._done(outcome, title, note))
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self._compute_button.enabled = False

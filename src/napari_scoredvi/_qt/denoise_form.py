@@ -23,6 +23,7 @@ from ..napari.request import (
     SCOPES,
     DenoiseRequest,
 )
+from .sizing import compact_combobox, wrap_label
 
 TEMPORARY_NOTE = "temporary folder: deleted when napari closes; pick a folder to keep the results"
 
@@ -74,6 +75,8 @@ class DenoiseForm(Container):
                                      tooltip="lam, the weight of the score prior; auto (0) = from the noise level")
         self._lam_box.native.setSpecialValueText("auto")  # shown at the minimum, 0, which means automatic
         self._std_box = CheckBox(text="add posterior std layer", value=False)
+        compact_combobox(self._layer_box)  # long layer names do not widen the dock
+        wrap_label(self._output_note)
         self.extend([self._layer_box, self._preset_box, self._device_box, self._device_label, self._scope_box,
                      self._first_box, self._last_box, self._output_box, self._output_note, self._run_on_box,
                      self._scheduler_box, self._warm_box, self._lam_box, self._std_box])
@@ -122,7 +125,8 @@ class DenoiseForm(Container):
         scope = self._scope_box.value
         self._first_box.visible = self._last_box.visible = scope == SCOPE_RANGE
         many = scope != SCOPE_SLICE
-        self._output_box.visible = self._run_on_box.visible = many
+        # a single slice has no neighbour to start from: the warm-start choice concerns stacks only
+        self._output_box.visible = self._run_on_box.visible = self._warm_box.visible = many
         self._output_note.visible = many and bool(self._output_note.value)
         self._scheduler_box.visible = many and self._run_on_box.value == RUN_CLUSTER
         if many:

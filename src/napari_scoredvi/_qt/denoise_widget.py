@@ -10,14 +10,23 @@ or on a dask.distributed cluster.
 
 from __future__ import annotations
 
-import numpy as np
 from magicgui.widgets import Label, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..napari import remembered
-from ..napari.layers import output_layer_kwargs, output_layer_name, reusable_output
+from ..napari.layers import (
+    grid_enabled,
+    lead_axes,
+    memory_output,
+    output_layer_kwargs,
+    output_unit,
+    reusable_output,
+    show_colorbar,
+    source_layer_name,
+)
 from ..napari.outputs import ActiveRun, RunEnd, run_to_end
+from ..napari.partial import PartialStack
 from ..napari.request import (
     RUN_CLUSTER,
     RUN_HERE,
@@ -35,6 +44,7 @@ from ..pipeline.progress import RunProgress
 from ..pipeline.slices import planned_iterations
 from .denoise_form import DenoiseForm
 from .dialogs import ask_existing_output
+from .sizing import wrap_label
 from .workers import ClosingGeneratorWorker
 
 __all__ = ["RUN_CLUSTER", "RUN_HERE", "SCOPE_ALL", "SCOPE_RANGE", "SCOPE_SLICE", "ScoreDVIWidget"]
@@ -54,10 +64,12 @@ class ScoreDVIWidget(DenoiseForm):
         #: the run started last (None before the first)
         self.active: ActiveRun | None = None
         self._closed = False
+        self._added = False  # a run added output layers (the grid view is then reset)
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(value="")
+        wrap_label(self._status)  # a long status never widens the dock
         self.extend([self._run_button, self._cancel_button, self._progress, self._status])
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
@@ -88,11 +100,13 @@ class ScoreDVIWidget(DenoiseForm):
         if plan.to_store:
             self._run_to_store(plan)
             return
-        src = request.layer
+        src, lead = request.layer, len(plan.grid.grid_axes)
         layers, arrays = {}, {}
         for name, shape in plan.memory_shapes().items():
-            layers[name], arrays[name] = self._memory_layer(src, name, shape, plan.rgb)
-        self._start(plan, layers, plan.memory_steps(arrays), list(plan.numbers), arrays)
+            layers[name], arrays[name] = self._memory_layer(src, name, shape, plan.rgb, lead)
+        denoised = arrays["denoised"]
+        computed = (lambda: denoised.written) if isinstance(denoised, PartialStack) else None
+        self._start(plan, layers, plan.memory_steps(arrays), list(plan.numbers), arrays, computed=computed)
 
     def _run_to_store(self, plan: RunPlan) -> None:
         request = plan.request
@@ -111,15 +125,22 @@ class ScoreDVIWidget(DenoiseForm):
             show_info(f"ScoreDVI: every asked slice is already done in {str(run.path)!r}")
         layers = {name: self._store_layer(request.layer, name, run.store) for name in run.store.outputs}
         steps = run.steps(request.scheduler if request.on_cluster else None)
-        self._start(plan, layers, steps, run.todo, run.store.arrays(), run.store)
+        grid_shape = plan.grid.grid_shape
+        self._start(plan, layers, steps, run.todo, run.store.arrays(), run.store,
+                    computed=lambda: run.store.done().reshape(grid_shape))
 
-    def _start(self, plan: RunPlan, layers: dict, steps, todo: list[int], outputs, store=None) -> None:
+    def _start(self, plan: RunPlan, layers: dict, steps, todo: list[int], outputs, store=None,
+               computed=None) -> None:
         request, total = plan.request, len(plan.numbers)
-        for out in layers.values():
-            out.metadata["scoredvi"] = request.provenance(total, store)
+        for name, out in layers.items():
+            out.metadata["scoredvi"] = dict(request.provenance(total, store), unit=output_unit(request.layer, name))
         self._layer_box.value = request.layer  # adding the outputs made one of them active
+        if self._added and grid_enabled(self.viewer):
+            self.viewer.reset_view()  # grid mode: show the new panels whole
+        self._added = False
         progress = RunProgress(planned_iterations(todo, request.settings), total, total - len(todo))
-        self.active = ActiveRun(request.layer, layers, outputs, progress, store)
+        axes = lead_axes(request.layer, len(plan.grid.grid_axes))
+        self.active = ActiveRun(request.layer, layers, outputs, progress, store, computed=computed, axes=axes)
         self._progress.max = max(progress.steps_planned, 1)
         self._progress.value = 0
         before = progress.slices_before
@@ -150,19 +171,23 @@ class ScoreDVIWidget(DenoiseForm):
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
         layer = self.viewer.add_image(data, **kwargs, **extra)
+        if name != "denoised":
+            show_colorbar(layer)
+        self._added = True
         src_pos, out_pos = list(self.viewer.layers).index(source), list(self.viewer.layers).index(layer)
         if out_pos != src_pos + 1:
             self.viewer.layers.move(out_pos, src_pos + 1)
         return layer
 
-    def _memory_layer(self, source, name: str, shape, rgb: bool) -> tuple:
-        """An in-memory output layer, reused (and its array) if it already has this shape."""
-        layer_name = output_layer_name(source.name, name)
+    def _memory_layer(self, source, name: str, shape, rgb: bool, lead: int) -> tuple:
+        """An in-memory output layer, reused (and its array) if it already has this shape; a new one is
+        NaN (blank, "not computed") until its slices are written (:func:`.layers.memory_output`)."""
+        layer_name = source_layer_name(source, name)
         existing = self.viewer.layers[layer_name] if layer_name in self.viewer.layers else None
         if existing is not None and reusable_output(existing, shape, rgb and name == "denoised"):
             return existing, existing.data
-        arr = np.zeros(shape, np.float32)  # pages not yet written take no memory
-        return self._add_output(source, name, arr, rgb), arr
+        arr = memory_output(shape, lead)
+        return self._add_output(source, name, arr, rgb, cache=False), arr
 
     def _store_layer(self, source, name: str, store):
         """A lazy layer over output ``name`` of the store: read slice by slice, not cached, so it shows
@@ -192,12 +217,13 @@ class ScoreDVIWidget(DenoiseForm):
         done, total = run.progress.slices_done, run.progress.slices_total
         if end.error:
             show_error(f"ScoreDVI: {end.error} ({done} slice(s) finished before)")
-            self._status.value = f"failed: {done}/{total} slice(s) done"
+            self._status.value = self._with_coverage(f"failed: {done}/{total} slice(s) done")
             return
         if self.worker is not None and self.worker.abort_requested:
             return  # _on_aborted says it
         run.finished(end)
         self._progress.value = self._progress.max
+        self._status.value = self._with_coverage(run.progress.status())
         where = f" into {str(run.store.path)!r}" if run.store is not None else ""
         show_info(f"ScoreDVI: denoised {done} slice(s) of {run.source.name!r}{where}")
 
@@ -211,7 +237,12 @@ class ScoreDVIWidget(DenoiseForm):
         done, total = self.slices_done, self.active.progress.slices_total
         kept = " (kept on disk: Run again to resume)" if self.active.store is not None else " (kept)"
         show_info(f"ScoreDVI cancelled: {done} of {total} slice(s) done{kept}")
-        self._status.value = f"cancelled: {done}/{total} slice(s) done"
+        self._status.value = self._with_coverage(f"cancelled: {done}/{total} slice(s) done")
+
+    def _with_coverage(self, text: str) -> str:
+        """``text`` and which slices of the outputs hold results, when not all of them do."""
+        coverage = self.active.coverage() if self.active is not None else ""
+        return f"{text}; {coverage}" if coverage else text
 
     def _on_finished(self) -> None:
         self.worker = None

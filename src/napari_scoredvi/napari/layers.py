@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-#: output name (in a run and its store) -> (layer name suffix, colormap)
-OUTPUT_LAYERS = {"denoised": ("denoised", "gray"), "noise_variance": ("noise variance", "magma"),
-                 "posterior_std": ("posterior std", "viridis")}
+#: output name (in a run and its store) -> (layer name prefix, colormap, power of the source's unit)
+OUTPUT_LAYERS = {"denoised": ("denoised", "gray", 1), "noise_variance": ("noise variance", "magma", 2),
+                 "posterior_std": ("posterior std", "viridis", 1)}
+#: the intensity unit of integer data (raw camera counts) and of float data (no known unit)
+INTEGER_UNIT, FLOAT_UNIT = "ADU", "a.u."
 #: layer properties copied from the source onto the outputs (those that exist on the layer)
 COPIED_PROPERTIES = ("scale", "translate", "units", "axis_labels", "affine", "rotate", "shear")
 #: the percentile of a map's finished slices that its contrast reaches
@@ -45,6 +47,19 @@ def shown_index(viewer, layer) -> tuple[int, ...]:
         return ()
     lead = full_resolution(layer).ndim - 2 - bool(layer.rgb)
     return current_index(viewer, layer, lead) if lead > 0 else ()
+
+
+def lead_axes(layer, lead: int) -> str:
+    """Letters of the layer's ``lead`` leading axes (e.g. ``"Z"``, ``"TZ"``), from its ``axis_labels``
+    or, where those do not say, by the number of axes (ZYX, TZYX, TCZYX); ``"?"`` per axis beyond."""
+    from ..io.read import axes_from_labels
+
+    if lead <= 0:
+        return ""
+    try:
+        return axes_from_labels(getattr(layer, "axis_labels", None), lead + 2)[:lead]
+    except ValueError:
+        return "?" * lead
 
 
 def source_path(layer) -> str | None:
@@ -92,9 +107,40 @@ def output_names(posterior_std: bool) -> list[str]:
     return ["denoised", "noise_variance"] + (["posterior_std"] if posterior_std else [])
 
 
-def output_layer_name(source_name: str, output: str) -> str:
-    """``"<source> denoised"``, ``"<source> noise variance"``, ``"<source> posterior std"``."""
-    return f"{source_name} {OUTPUT_LAYERS[output][0]}"
+def intensity_unit(source) -> str:
+    """The unit of a layer's values: ``metadata["unit"]`` (or ``"intensity_unit"``) where the layer
+    has one, else :data:`INTEGER_UNIT` ("ADU") for integer grey data (camera counts), else
+    :data:`FLOAT_UNIT` ("a.u."; also for RGB, whose values are display levels, not counts)."""
+    metadata = getattr(source, "metadata", None) or {}
+    for key in ("intensity_unit", "unit"):
+        if isinstance(metadata.get(key), str) and metadata[key].strip():
+            return metadata[key].strip()
+    dtype = np.dtype(getattr(full_resolution(source), "dtype", np.float32))
+    return INTEGER_UNIT if np.issubdtype(dtype, np.integer) and not getattr(source, "rgb", False) else FLOAT_UNIT
+
+
+def output_unit(source, output: str, ascii: bool = True) -> str:
+    """The unit of output ``output`` of ``source``: the source's unit for denoised and posterior std,
+    its square for the noise variance (``"ADU^2"``; ``ascii=False``: ``"ADU²"``)."""
+    unit = intensity_unit(source)
+    if OUTPUT_LAYERS[output][2] == 1:
+        return unit
+    return f"{unit}^2" if ascii else f"{unit}\u00b2"
+
+
+def output_layer_name(source_name: str, output: str, unit: str | None = None) -> str:
+    """The name of an output layer: what it is first, so the layer list's cut-off names still tell
+    the outputs apart, then the source in brackets: ``"denoised (<source>)"``,
+    ``"noise variance [ADU²] (<source>)"`` (``unit``, as in :func:`output_unit`, for the maps)."""
+    what = OUTPUT_LAYERS[output][0]
+    if unit and output != "denoised":
+        what = f"{what} [{unit}]"
+    return f"{what} ({source_name})"
+
+
+def source_layer_name(source, output: str) -> str:
+    """:func:`output_layer_name` for the layer ``source`` (with its unit)."""
+    return output_layer_name(source.name, output, output_unit(source, output, ascii=False))
 
 
 def output_shape(output: str, shape: tuple[int, ...], rgb: bool) -> tuple[int, ...]:
@@ -105,7 +151,7 @@ def output_shape(output: str, shape: tuple[int, ...], rgb: bool) -> tuple[int, .
 def output_layer_kwargs(source, output: str, rgb: bool = False) -> dict:
     """``viewer.add_image`` arguments (besides the data) for output ``output`` of ``source``: its
     name, the source's geometry, colormap (or RGB for an RGB source's denoised layer), blending and
-    first contrast (the source's for denoised, 0-1 for a map until its slices come in)."""
+    first contrast (the source's for denoised, 0-1 for a map, until its slices come in)."""
     colormap = OUTPUT_LAYERS[output][1]
     kwargs = {prop: getattr(source, prop) for prop in COPIED_PROPERTIES if hasattr(source, prop)}
     if rgb and output == "denoised":
@@ -113,26 +159,67 @@ def output_layer_kwargs(source, output: str, rgb: bool = False) -> dict:
     else:
         kwargs["colormap"] = colormap
     contrast = tuple(float(c) for c in source.contrast_limits) if output == "denoised" else (0.0, 1.0)
-    return dict(kwargs, name=output_layer_name(source.name, output), contrast_limits=contrast,
+    return dict(kwargs, name=source_layer_name(source, output), contrast_limits=contrast,
                 blending="additive" if colormap != "gray" else "translucent")
+
+
+def show_colorbar(layer) -> None:
+    """Show the layer's colour bar in the canvas (napari >= 0.5; nothing on older napari)."""
+    colorbar = getattr(layer, "colorbar", None)
+    if colorbar is not None and hasattr(colorbar, "visible"):
+        colorbar.visible = True
+
+
+def memory_output(shape: tuple[int, ...], lead: int):
+    """A new in-memory output of ``shape`` (``lead`` leading axes) where nothing is computed yet (NaN,
+    shown blank): a numpy array for one 2D image, a :class:`.partial.PartialStack` for a stack (its
+    slices take memory only once written)."""
+    from .partial import PartialStack
+
+    return PartialStack(shape, lead) if lead > 0 else np.full(shape, np.nan, np.float32)
 
 
 def reusable_output(layer, shape: tuple[int, ...], rgb: bool) -> bool:
     """Whether an existing in-memory output layer can take a new run's slices (same shape, same RGB)."""
-    return isinstance(layer.data, np.ndarray) and layer.data.shape == tuple(shape) and bool(layer.rgb) == rgb
+    from .partial import PartialStack
+
+    return (isinstance(layer.data, (np.ndarray, PartialStack)) and layer.data.shape == tuple(shape)
+            and bool(layer.rgb) == rgb)
+
+
+def grid_enabled(viewer) -> bool:
+    """Whether the viewer shows its layers side by side (grid mode; ``viewer.canvas.grid`` from napari
+    0.9, ``viewer.grid`` before)."""
+    grid = getattr(getattr(viewer, "canvas", None), "grid", None) or getattr(viewer, "grid", None)
+    return bool(getattr(grid, "enabled", False))
 
 
 class MapContrast:
-    """The upper contrast limit of map outputs (noise variance, posterior std): the largest
-    :data:`MAP_PERCENTILE` percentile of their finished slices so far."""
+    """The contrast of the outputs, from their own finished slices so far: for the maps (noise
+    variance, posterior std) 0 to the largest :data:`MAP_PERCENTILE` percentile of a slice; for the
+    denoised image the smallest to the largest finished value (not the noisy source's limits, which
+    would make it look dim)."""
 
     def __init__(self) -> None:
         self.limits: dict[str, float] = {}
+        self.ranges: dict[str, tuple[float, float]] = {}
 
     def update(self, output: str, plane) -> float | None:
-        """Take a finished slice of ``output``; returns its new upper limit (None while it is 0)."""
+        """Take a finished slice of map ``output``; returns its new upper limit (None while it is 0)."""
         values = np.asarray(plane)
         values = values[np.isfinite(values)]
         top = float(np.percentile(values, MAP_PERCENTILE)) if values.size else 0.0
         self.limits[output] = max(self.limits.get(output, 0.0), top)
         return self.limits[output] if self.limits[output] > 0 else None
+
+    def update_range(self, output: str, plane) -> tuple[float, float] | None:
+        """Take a finished slice of ``output`` (the denoised image); returns its new (low, high) limits,
+        the range of its finite values so far (None while there is none, or it is one value)."""
+        values = np.asarray(plane)
+        values = values[np.isfinite(values)]
+        if values.size:
+            lo, hi = float(values.min()), float(values.max())
+            old = self.ranges.get(output, (lo, hi))
+            self.ranges[output] = (min(lo, old[0]), max(hi, old[1]))
+        lo, hi = self.ranges.get(output, (0.0, 0.0))
+        return (lo, hi) if hi > lo else None
