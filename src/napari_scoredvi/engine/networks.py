@@ -20,24 +20,31 @@ from torch import nn
 LOG_MIN, LOG_MAX = math.log(1e-8), math.log(1e4)
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def _block(cin: int, cout: int, norm: bool = False) -> nn.Sequential:
+    if norm:  # batch norm after each convolution, as the reference's image net (the variational preset)
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1),
+            nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1),
+        )
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1)
     )
 
 
 class UNet(nn.Module):
-    """U-Net with ``levels`` resolutions and ``base`` channels at full resolution (doubling down)."""
+    """U-Net with ``levels`` resolutions and ``base`` channels at full resolution (doubling down);
+    ``norm``: batch norm after every convolution."""
 
-    def __init__(self, cin: int, cout: int, levels: int = 3, base: int = 16) -> None:
+    def __init__(self, cin: int, cout: int, levels: int = 3, base: int = 16, norm: bool = False) -> None:
         super().__init__()
         widths = [base * 2**i for i in range(levels)]
         self.down = nn.ModuleList()
         c = cin
         for w in widths:
-            self.down.append(_block(c, w))
+            self.down.append(_block(c, w, norm))
             c = w
-        self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(levels - 1)))
+        self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i], norm)
+                                for i in reversed(range(levels - 1)))
         self.head = nn.Conv2d(widths[0], cout, 1)
         self.multiple = 2 ** (levels - 1)
 

@@ -42,13 +42,15 @@ class Preset:
     #: cold_start only: 0 starts q(x) at the networks' random output (variance ~1), as the reference
     #: does; > 0 starts it at N(y, init_std^2) (model units), a shorter annealing
     init_std: float = 0.0
+    #: cold_start only: batch norm in the image U-Net, as the reference's
+    norm: bool = False
 
     def as_dict(self) -> dict:
         """JSON-ready. ``cold_start`` appears only when set: stores and caches written before it existed
         (as False) keep matching."""
         out = asdict(self)
         if not self.cold_start:
-            del out["cold_start"], out["init_std"]
+            del out["cold_start"], out["init_std"], out["norm"]
         return out
 
 
@@ -65,7 +67,7 @@ PRESETS: dict[str, Preset] = {
     # "The variational preset"); minutes per 256 x 256 slice on a CPU
     "variational": Preset("variational", iterations=500, crop=0, crops=1, samples=1, unet_levels=3, unet_base=16,
                           aux_depth=5, aux_width=32, lr=1e-3, lr_final=5e-4, ema=0.9, warm_iterations=150,
-                          cold_start=True),
+                          cold_start=True, norm=True),
 }
 
 

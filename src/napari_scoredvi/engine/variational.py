@@ -40,10 +40,10 @@ class ColdPosteriorNets(nn.Module):
     :class:`~.networks.Posterior`."""
 
     def __init__(self, channels: int, k: int, levels: int, base: int, aux_depth: int, aux_width: int,
-                 init_std: float = 0.0) -> None:
+                 init_std: float = 0.0, norm: bool = False) -> None:
         super().__init__()
         self.c, self.k = channels, k
-        self.image = UNet(channels, 2 * channels * k, levels, base)
+        self.image = UNet(channels, 2 * channels * k, levels, base, norm)
         self.aux = AuxNet(channels, 2 * channels * k + 2 * k, aux_depth, aux_width)
         # init_std > 0 (a departure from the reference, measured in docs/engine.md): q(x) starts at
         # N(y, init_std^2), the annealing's starting point, instead of a random mean with variance ~1
@@ -121,7 +121,7 @@ def fit_cold(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         nets = ColdPosteriorNets(y.shape[0], len(priors), preset.unet_levels, preset.unet_base, preset.aux_depth,
-                                 preset.aux_width, preset.init_std).to(device, torch.float32)
+                                 preset.aux_width, preset.init_std, preset.norm).to(device, torch.float32)
     if init_state:
         nets.load_state_dict(init_state)
     iterations = preset.warm_iterations if init_state else preset.iterations
