@@ -49,3 +49,14 @@ def tiny_preset():
 
 def psnr(a, b, data_range):
     return float(10 * np.log10(data_range**2 / np.mean((np.asarray(a, np.float64) - b) ** 2)))
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Record the denoise widget's notifications instead of showing them."""
+    from napari_scoredvi._qt import denoise_widget
+
+    seen = {"info": [], "error": [], "warning": []}
+    for kind in seen:
+        monkeypatch.setattr(denoise_widget, f"show_{kind}", seen[kind].append)
+    return seen

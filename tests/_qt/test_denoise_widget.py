@@ -13,7 +13,6 @@ pytest.importorskip("pytestqt")
 from viewer_fixtures import gl_extensions_known  # noqa: E402, F401 - autouse
 
 from conftest import TINY  # noqa: E402
-from napari_scoredvi._qt import denoise_widget as _widget  # noqa: E402
 from napari_scoredvi._qt.denoise_widget import RUN_CLUSTER, RUN_HERE, SCOPE_ALL, SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
 from napari_scoredvi.engine.presets import Preset  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
@@ -31,15 +30,6 @@ TIMEOUT = 60_000
 
 def _request(layer, preset: Preset = TINY, lam=None, **kwargs) -> DenoiseRequest:
     return DenoiseRequest(layer, DenoiseSettings(preset, "cpu", lam=lam), **kwargs)
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """Record the widget's notifications instead of showing them."""
-    seen = {"info": [], "error": [], "warning": []}
-    for kind in seen:
-        monkeypatch.setattr(_widget, f"show_{kind}", seen[kind].append)
-    return seen
 
 
 @pytest.fixture

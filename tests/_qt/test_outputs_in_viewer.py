@@ -11,7 +11,6 @@ pytest.importorskip("pytestqt")
 from viewer_fixtures import gl_extensions_known  # noqa: E402, F401 - autouse
 
 from conftest import TINY  # noqa: E402
-from napari_scoredvi._qt import denoise_widget as _widget  # noqa: E402
 from napari_scoredvi._qt.denoise_widget import SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
@@ -21,14 +20,6 @@ from napari_scoredvi.napari.request import RUN_HERE, DenoiseRequest  # noqa: E40
 SAMPLE = "noisy fluorescence stack"
 #: generous: the CPU may be shared (a 256 x 256 TINY fit took 16 s on 2 busy cores)
 TIMEOUT = 300_000
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    seen = {"info": [], "error": [], "warning": []}
-    for kind in seen:
-        monkeypatch.setattr(_widget, f"show_{kind}", seen[kind].append)
-    return seen
 
 
 def _sample_viewer(make_napari_viewer):

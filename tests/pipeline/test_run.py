@@ -89,6 +89,8 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kin
     # each slice's photon transfer (its noise level function in input units) is in the provenance
     pt = meta["slices"]["0"]["photon_transfer"]
     assert len(pt) == 1 and pt[0] == pytest.approx(first.info.as_dict()["photon_transfer"][0])
+    # and its noise correlation (lag 1 along y and x; 0, 0 for pixel-independent noise)
+    assert meta["slices"]["0"]["noise_lag1"] == list(first.info.noise_lag1)
     np.testing.assert_allclose(read(out)[0], first.denoised, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(read(out)[1], ref.denoised, rtol=1e-6, atol=1e-4)
 
