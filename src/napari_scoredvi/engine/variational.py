@@ -85,20 +85,27 @@ class _Score(torch.autograd.Function):
 
 def published_negative_elbo(
     y: torch.Tensor, q: Posterior, priors: list[Callable[[torch.Tensor], torch.Tensor]], lam: float, beta0: float,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, samples: int = 1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The reference's objective ``E_rec + lam * KL_x + KL_tau + KL_z + KL_pi`` (pixel means), one
-    posterior sample per component; also the terms' values."""
+    """The reference's objective ``E_rec + lam * KL_x + KL_tau + KL_z + KL_pi`` (pixel means); also the
+    terms' values. ``samples`` posterior draws per component: 1 with the component's mean posterior
+    variance in the score (the reference's later version), more with the per-pixel variance (its
+    first version used 5)."""
     var = q.var
     kl_x = 0.0
     for k, prior in enumerate(priors):
         std = var[:, k].sqrt()
-        eps = torch.randn(std.shape, generator=generator, device=y.device, dtype=y.dtype)
-        x = q.mu[:, k] + std * eps
-        with torch.no_grad():
-            mean_var = var[:, k].mean(dim=(-1, -2, -3), keepdim=True).clamp_min(1e-8)
-            score = (prior(x) - x) / mean_var
-        kl_x = kl_x + (q.r[:, k] * (-0.5 * q.log_var[:, k] - _Score.apply(x, score))).mean()
+        with torch.no_grad():  # one sample: the mean variance (later reference); more: per pixel (first)
+            scale = var[:, k].mean(dim=(-1, -2, -3), keepdim=True) if samples == 1 else var[:, k]
+            scale = scale.clamp_min(1e-8)
+        log_prior = 0.0
+        for _ in range(samples):
+            eps = torch.randn(std.shape, generator=generator, device=y.device, dtype=y.dtype)
+            x = q.mu[:, k] + std * eps
+            with torch.no_grad():
+                score = (prior(x) - x) / scale
+            log_prior = log_prior + _Score.apply(x, score) / samples
+        kl_x = kl_x + (q.r[:, k] * (-0.5 * q.log_var[:, k] - log_prior)).mean()
     rec = (q.r * expected_neg_log_likelihood(y, q.mu, var, q.log_a, q.log_b)).sum(1).mean()
     kl_tau = (q.r * kl_gamma(q.log_a, q.log_b, beta0)).sum(1).mean()
     kl_z = kl_assignment(q.r, q.log_d).mean()
@@ -133,7 +140,7 @@ def fit_cold(
     terms: dict[str, torch.Tensor] = {}
     for it in range(iterations):
         q = nets(batch)
-        loss, terms = published_negative_elbo(batch, q, priors, lam, beta0, gen)
+        loss, terms = published_negative_elbo(batch, q, priors, lam, beta0, gen, preset.samples)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
