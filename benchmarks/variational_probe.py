@@ -44,25 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from napari_scoredvi.engine.api import denoise_steps
-    from napari_scoredvi.engine.settings import DenoiseSettings
-
     torch.set_num_threads(1)
     item, peak = variational.crops(args.set, args.size, 1)[0]
     print(f"{time.strftime('%Y-%m-%d %H:%M')} {args.set}/{item.name}, {args.size} x {args.size}: noisy "
           f"{variational.psnr(np.asarray(item.noisy, np.float64), item, peak, args.set):.2f} dB", flush=True)
     for spec in args.variants:
-        preset, priors, lam = variant(spec)
-        steps = denoise_steps(item.noisy, DenoiseSettings(preset, "cpu", 0, lam, priors=priors),
-                              channel_axis=-1 if item.rgb else None, posterior_std=False)
-        t0 = time.perf_counter()
-        try:
-            while True:
-                next(steps)
-        except StopIteration as stop:
-            r = stop.value
-        print(f"  {spec:50s} {variational.psnr(r.denoised, item, peak, args.set):6.2f} dB "
-              f"{time.perf_counter() - t0:7.1f} s, {r.info.iterations} steps, {r.info.retries} retries", flush=True)
+        out, seconds, extra = variational.ours(item, *variant(spec))
+        print(f"  {spec:50s} {variational.psnr(out, item, peak, args.set):6.2f} dB {seconds:7.1f} s, "
+              f"{extra['iterations']} steps, {extra['retries']} retries", flush=True)
 
 
 if __name__ == "__main__":
