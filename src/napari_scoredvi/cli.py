@@ -204,7 +204,8 @@ def _add_calibrate_parser(sub) -> None:
         description=(
             "Measure the noise variance against intensity in one raw 2D image (one slice of a stack) and fit "
             "variance = gain * intensity + intercept: gain in ADU per photoelectron, intercept in ADU^2. Give the "
-            "camera offset (dark level) to get the read noise, or the read noise to get the offset. Needs flat "
+            "camera offset (dark level) to get the read noise, or the read noise to get the offset. Also reports "
+            "the noise's lag-1 spatial correlation in y and x (0: independent pixels). Needs flat "
             "regions at several intensities. Example: napari-scoredvi calibrate frame.tif --offset 100 --plot ptc.png"
         ),
     )

@@ -63,14 +63,20 @@ def test_calibrates_the_sample_slice_shown_and_exports(make_napari_viewer, tmp_p
     assert r.gain == pytest.approx(SAMPLE_GAIN, rel=0.15)
     assert r.read_noise_e == pytest.approx(SAMPLE_READ_NOISE, rel=0.25)
     assert "gain:" in w._status.value and "measured / known gain" in w._status.value
+    # the noise's lag-1 correlation, listed and in the plot's numbers: the sample's noise is pixel-independent
+    lag1 = f"noise lag-1 correlation: y {r.noise_lag1_y:.2f}, x {r.noise_lag1_x:.2f}"
+    assert abs(r.noise_lag1_y) < 0.1 and abs(r.noise_lag1_x) < 0.1
+    assert lag1 in w._status.value.splitlines() and "spatially correlated" not in w._status.value
     ax = w.figure.axes[0]
     assert ax.get_xlabel() == "intensity (ADU)" and len(ax.lines) >= 1 and "slice [2]" in ax.get_title()
+    assert any(lag1 in t.get_text() for t in ax.texts)
     viewer.dims.set_current_step(0, 4)  # another slice: another fit
     assert w.compute().gain == calibrate(layer.data[4]).gain
     written = w.export(tmp_path / "calib.json")
     assert [p.name for p in written] == ["calib.json", "calib.csv", "calib.png"]
     d = json.loads(written[0].read_text())
     assert d["gain"] == pytest.approx(w.result.gain) and d["offset"] == SAMPLE_OFFSET
+    assert d["noise_lag1_y"] == pytest.approx(w.result.noise_lag1_y) and d["units"]["noise_lag1_x"] == "1"
     rows = list(csv.DictReader(written[1].open()))
     assert len(rows) == len(w.result.measured.intensity)
     assert written[2].read_bytes()[:4] == b"\x89PNG"

@@ -41,9 +41,9 @@ def calibrate_or_error(output: bool = False, **kwargs) -> tuple[Calibration | Ex
 
 class NoiseCalibrationWidget(Container):
     """Pick an image layer (raw camera data, in ADU) and press Compute: noise variance against
-    intensity for the slice the viewer shows, the fitted gain and intercept, and the read noise or
-    offset from whichever of the two is typed in. Optionally overlays a ScoreDVI noise-variance
-    layer's curve (binned by the matching "denoised" layer)."""
+    intensity for the slice the viewer shows, the fitted gain and intercept, the noise's lag-1 spatial
+    correlation (y, x), and the read noise or offset from whichever of the two is typed in. Optionally
+    overlays a ScoreDVI noise-variance layer's curve (binned by the matching "denoised" layer)."""
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()

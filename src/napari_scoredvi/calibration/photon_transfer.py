@@ -8,7 +8,10 @@ single-image estimator (:func:`~napari_scoredvi.noise_estimate.measure_noise_lev
 patches of the 16 stride-4 pixel-shuffled sub-images, min-eigenvalue variance per bin, weighted
 line fit); their spread and the uncertainty of the fit are delete-one-sub-image jackknife standard
 errors. Optionally a noise-variance map (e.g. ScoreDVI's) is binned by a denoised image as a second
-curve, to compare the map against the measurement. Needs numpy only.
+curve, to compare the map against the measurement. The noise's lag-1 spatial correlation in y and x
+(:func:`~napari_scoredvi.engine.noise_estimate.noise_correlation`, on flat patches at full
+resolution, against the fitted line) says whether per-pixel error bars understate the error of a
+region's mean. Needs numpy only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.noise_estimate import PATCH, STRIDE, corrected_min_eigenvalue, measure_noise_levels, weighted_line
+from ..engine.noise_estimate import (
+    PATCH,
+    STRIDE,
+    NoiseLevelFunction,
+    corrected_min_eigenvalue,
+    measure_noise_levels,
+    noise_correlation,
+    weighted_line,
+)
 from ..engine.validate import check_dtype
 
 #: smallest image side: below this the estimator cannot use its 16 stride-4 sub-images
@@ -32,6 +43,9 @@ MIN_SIDE = STRIDE * 3 * PATCH
 MAP_BINS = 10
 #: fraction of pixels at the integer type's maximum above which a saturation note is added
 SATURATED_FRACTION = 0.001
+#: lag-1 correlation of the noise (the larger of y and x) above which a note says that per-pixel error
+#: bars understate a region's error (positive correlation only: see :func:`_correlation_note`)
+CORRELATED_LAG1 = 0.1
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class Calibration:
     read_noise_e (read_noise_e_se when derived): filled in from
     whichever of offset or read noise the user gave (``given`` says which; None where not computable,
     ``notes`` says why). gain_known and gain_ratio (measured / known) when a known gain was given.
+    noise_lag1_y, noise_lag1_x: the noise's lag-1 spatial correlation (see below).
     """
 
     shape: tuple[int, int]
@@ -87,17 +102,33 @@ class Calibration:
     read_noise_e_se: float | None = None
     gain_known: float | None = None
     gain_ratio: float | None = None
+    #: Lag-1 spatial correlation of the noise along y: the correlation of the noise of vertically
+    #: adjacent pixels (dimensionless; 0 = independent pixels), measured on flat patches at full
+    #: resolution, each pixel's noise divided by the fitted line's std at its patch's intensity
+    #: (:func:`~napari_scoredvi.engine.noise_estimate.noise_correlation`). With correlation at lag 1
+    #: only, the variance of the mean of a region of n pixels is approximately
+    #: ``(1 + 2 * noise_lag1_y) * (1 + 2 * noise_lag1_x)`` times ``var / n`` (an approximation: it
+    #: ignores longer-range correlation and the region's edges). NaN when too few flat patches.
+    noise_lag1_y: float = math.nan
+    #: Lag-1 spatial correlation of the noise along x (horizontally adjacent pixels); as ``noise_lag1_y``.
+    noise_lag1_x: float = math.nan
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
         """Plain JSON-able numbers (NaN becomes None); the curves as lists of rows."""
         out = {k: _num(getattr(self, k)) for k in (
             "gain", "gain_se", "intercept", "intercept_se", "map_gain", "map_intercept", "given", "offset", "offset_se",
-            "read_variance_adu", "read_noise_adu", "read_noise_e", "read_noise_e_se", "gain_known", "gain_ratio")}
+            "read_variance_adu", "read_noise_adu", "read_noise_e", "read_noise_e_se", "gain_known", "gain_ratio",
+            "noise_lag1_y", "noise_lag1_x")}
         out["units"] = {"gain": "ADU per photoelectron", "intercept": "ADU^2", "offset": "ADU",
                         "read_variance_adu": "ADU^2", "read_noise_adu": "ADU", "read_noise_e": "electrons",
+                        "noise_lag1_y": "1", "noise_lag1_x": "1",
                         "intensity_adu": "ADU", "variance_adu2": "ADU^2", "spread_adu2": "ADU^2"}
         out["model"] = "variance = gain * intensity + intercept; read_variance_adu = intercept + gain * offset"
+        out["noise_lag1_meaning"] = (
+            "correlation of the noise of vertically (y) / horizontally (x) adjacent pixels, measured on flat "
+            "patches against the fitted line; 0 = independent pixels; the variance of the mean of n pixels is "
+            "approximately (1 + 2 noise_lag1_y) (1 + 2 noise_lag1_x) var / n (lag-1 correlation only)")
         out["shape"] = list(self.shape)
         out["notes"] = list(self.notes)
         out["bins"] = self.rows()
@@ -137,6 +168,7 @@ class Calibration:
                          + (" (derived)" if self.given == "offset" else " (given)"))
         if self.gain_ratio is not None:
             lines.append(f"measured / known gain: {self.gain_ratio:.3f} (known {self.gain_known:.4g} ADU/e-)")
+        lines.append(f"noise lag-1 correlation: y {_fmt2(self.noise_lag1_y)}, x {_fmt2(self.noise_lag1_x)}")
         if self.map_gain is not None:
             lines.append(f"noise-variance map: slope {self.map_gain:.4g} ADU/e-, intercept {self.map_intercept:.4g} "
                          "ADU^2")
@@ -214,6 +246,10 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
         frac = float(np.mean(img >= top))
         if frac > SATURATED_FRACTION:
             notes.append(f"{100 * frac:.2g}% of pixels are saturated ({top}); saturated regions read as noise-free")
+    lag1 = _lag1(img, gain, intercept)
+    note = _correlation_note(*lag1)
+    if note:
+        notes.append(note)
     if gain_se > 0.1 * gain:
         notes.append(f"the gain is uncertain (+- {100 * gain_se / gain:.0f}%): the image has little intensity "
                      "range in flat regions")
@@ -242,7 +278,8 @@ def calibrate(image, *, offset: float | None = None, read_noise_e: float | None 
                                                for (g, b), r in zip(fit_jk, jk_rn_adu)]))
     if gain_known is not None:
         kw["gain_known"], kw["gain_ratio"] = float(gain_known), gain / float(gain_known)
-    return Calibration((h, w), gain, intercept, gain_se, intercept_se, measured, notes=tuple(notes), **kw)
+    return Calibration((h, w), gain, intercept, gain_se, intercept_se, measured, noise_lag1_y=lag1[0],
+                       noise_lag1_x=lag1[1], notes=tuple(notes), **kw)
 
 
 def map_curve(denoised, noise_variance, shape: tuple[int, int] | None = None,
@@ -328,6 +365,36 @@ def _jackknife(m) -> tuple[np.ndarray, np.ndarray]:
     return var_jk, fit_jk
 
 
+def _lag1(img: np.ndarray, gain: float, intercept: float) -> tuple[float, float]:
+    """The noise's lag-1 correlation (y, x) of the float64 plane ``img``, each pixel's noise scaled by
+    the fitted line ``var = gain * I + intercept``; NaN, NaN when too few patches are flat to tell."""
+    c = noise_correlation(img, NoiseLevelFunction(gain, intercept))
+    if c.residual == 1.0 and c.lag1_y == 0.0 and c.lag1_x == 0.0:  # noise_correlation's "too few flat patches"
+        return math.nan, math.nan
+    return c.lag1_y, c.lag1_x
+
+
+def region_variance_factor(lag1_y: float, lag1_x: float) -> float:
+    """Approximately how many times ``var / n`` the variance of the mean of a large region of n pixels
+    is, when the noise is correlated at lag 1 only: ``(1 + 2 lag1_y) (1 + 2 lag1_x)`` (each factor
+    floored at 0)."""
+    return max(1.0 + 2.0 * lag1_y, 0.0) * max(1.0 + 2.0 * lag1_x, 0.0)
+
+
+def _correlation_note(lag1_y: float, lag1_x: float) -> str | None:
+    """The note for noise correlated above ``CORRELATED_LAG1``, or None.
+
+    Only a positive correlation gets it: on pixel-independent noise in scenes with few flat areas the
+    fitted line can misread the flat patches' variance, which reads as a negative lag-1 correlation
+    (down to about -0.2 on synthetic fluorescence frames), not as anti-correlated noise."""
+    if not max(lag1_y, lag1_x) > CORRELATED_LAG1:  # False for NaN too
+        return None
+    factor = region_variance_factor(lag1_y, lag1_x)
+    return (f"the noise is spatially correlated (lag-1 {lag1_y:.2f} in y, {lag1_x:.2f} in x): per-pixel error "
+            f"bars understate the error of a region's mean by about {factor:.1f}x in variance "
+            f"({math.sqrt(factor):.1f}x in std); binned, resampled or demosaiced data?")
+
+
 def _jk_se(values: np.ndarray) -> float:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -346,6 +413,10 @@ def _num(v):
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.2g}"
+
+
+def _fmt2(v: float | None) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}"
 
 
 def _write_atomic(path: Path, text: str) -> Path:
