@@ -31,8 +31,10 @@ W2S: each file was stretched to 8 bit on its own, so the ground truth is first m
 frame's units by least squares (``raw ~ a * gt + b``); that aligned average is the clean image, and
 the truth of the variance is the squared residual of the raw frame against it, binned the same way.
 PolyU/CC: the mean image is in the noisy image's 8-bit units already (``quality.py`` scores them
-without a fit too): it is the clean image, and the truth of the variance is the squared residual of
-the noisy image against it. With ``--opponents`` the rows of BM3D at our estimated sigma (CBM3D for
+without a fit too, and PSNR here is against it as it is), but up to 3.7 levels off the noisy image
+in a channel's mean: shifted by that per-channel offset it is the clean image of the bias and the
+maps, and the truth of the variance is the squared residual of the noisy image against it (its
+mean: the residual's variance). With ``--opponents`` the rows of BM3D at our estimated sigma (CBM3D for
 RGB) and of VST + BM3D (grey sets only) give PSNR and bias; they give no maps.
 
     python benchmarks/fidelity.py --presets fast balanced
@@ -134,8 +136,12 @@ def score(item: sets.Item, denoised: np.ndarray, noise_variance: np.ndarray | No
     if item.variance is not None:  # synthetic: the truth is known
         clean, true_var, peak = item.clean, item.variance, float(item.clean.max() - item.clean.min())
         var_truth = true_var
-    elif item.rgb:  # PolyU/CC: the mean image is in the noisy image's 8-bit units already, no fit
-        clean = item.clean
+    elif item.rgb:  # PolyU/CC: the mean image is in the noisy image's 8-bit units already, no fit ...
+        # ... but up to 3.7 levels off it per channel (an exposure difference, not noise): the mean image
+        # shifted by that offset is the clean image of the bias and the maps, so that the truth of the
+        # variance is the residual's variance and the bias is the denoiser's (PSNR is against the mean
+        # image as it is, as in quality.py)
+        clean = item.clean + (item.noisy - item.clean).mean(axis=(0, 1))
         var_truth = (item.noisy - clean) ** 2
         peak = 255.0
     else:  # W2S: the average, aligned to the raw frame's units, is the clean image
@@ -143,7 +149,7 @@ def score(item: sets.Item, denoised: np.ndarray, noise_variance: np.ndarray | No
         var_truth = (item.noisy - clean) ** 2
         peak = 255.0
     row = {"psnr": psnr(sets.affine_fit(denoised, item.clean), item.clean, 255.0)
-           if item.variance is None and not item.rgb else psnr(denoised, clean, peak)}
+           if item.variance is None and not item.rgb else psnr(denoised, item.clean, peak)}
     row.update({f"bias_{k}": v for k, v in bias(denoised, clean, var_truth).items()})
     nan = float("nan")
     row.update((variance_map_rgb if item.rgb else variance_map)(noise_variance, var_truth, clean)

@@ -104,7 +104,7 @@ def _fallback_variance(image: np.ndarray) -> float:
 
 
 def estimate_noise_level_function(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
-                                  step: int = 1) -> NoiseLevelFunction:
+                                  step: int = 1, own_threshold: bool = False) -> NoiseLevelFunction:
     """Fit ``var(I) = a I + b`` to one 2D image (H, W) in its own units. Never raises on valid input.
 
     ``stride``: the patches come from the ``stride**2`` pixel-shuffled sub-images (the default 4:
@@ -112,8 +112,9 @@ def estimate_noise_level_function(image: np.ndarray, stride: int = STRIDE, trim:
     low but reads textured images far better when the noise is pixel-independent. ``trim``: the flatness
     test leaves out each patch's ``trim`` largest squared pixel differences (:func:`_gradient_energy`),
     so that heavy-tailed noise (isolated bright pixels) is not taken for texture. ``step``: use every
-    ``step``-th patch of each sub-image in each direction (a quicker, rougher estimate)."""
-    return measure_noise_levels(image, stride, trim, step).nlf
+    ``step``-th patch of each sub-image in each direction (a quicker, rougher estimate).
+    ``own_threshold``: see :func:`measure_noise_levels`."""
+    return measure_noise_levels(image, stride, trim, step, own_threshold).nlf
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,14 @@ class NoiseLevelBins:
     sub_image: np.ndarray | None = None
 
 
-def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0, step: int = 1) -> NoiseLevelBins:
-    """:func:`estimate_noise_level_function` with the per-bin measurements it fitted; same units."""
+def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0, step: int = 1,
+                         own_threshold: bool = False) -> NoiseLevelBins:
+    """:func:`estimate_noise_level_function` with the per-bin measurements it fitted; same units.
+
+    ``own_threshold``: each bin's texture test uses the bin's own last measured variance instead of
+    the fitted line's value there, and a bin whose test would leave too few patches keeps its last
+    measurement. For noise that is not linear in intensity (camera sRGB), where the line misfits
+    the bins and the iterations collapse onto the lowest-noise patches (docs/engine.md)."""
     image = np.asarray(image, dtype=np.float64)
     subs = _sub_images(image, stride)
     if len(subs) == 1:  # the image itself: on a large one, every step-th patch in each direction is plenty
@@ -168,8 +175,10 @@ def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
             if nlf is None:
                 keep = idx
             else:
-                var_k = max(float(nlf.variance(bin_mean)), 1e-12)
-                keep = idx[energy[idx] <= var_k * _flat_threshold(trim)]
+                var_k = measured[b][2] if own_threshold and b in measured else float(nlf.variance(bin_mean))
+                keep = idx[energy[idx] <= max(var_k, 1e-12) * _flat_threshold(trim)]
+            if len(keep) < min_count and own_threshold and b in measured:
+                keep = measured[b][0]  # too few flat patches at its own level: keep the last measurement
             if len(keep) < min_count:
                 changed |= measured.pop(b, None) is not None
                 continue
@@ -209,10 +218,11 @@ def _fit_line(levels: np.ndarray, variances: np.ndarray, weights: np.ndarray) ->
 
 
 def estimate_noise_level_functions(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
-                                   step: int = 1) -> list[NoiseLevelFunction]:
+                                   step: int = 1, own_threshold: bool = False) -> list[NoiseLevelFunction]:
     """One noise level function per channel of a (C, H, W) or (H, W) image, in its units."""
     image = np.asarray(image, dtype=np.float64)
-    return [estimate_noise_level_function(c, stride, trim, step) for c in (image[None] if image.ndim == 2 else image)]
+    return [estimate_noise_level_function(c, stride, trim, step, own_threshold)
+            for c in (image[None] if image.ndim == 2 else image)]
 
 
 def mean_noise_std(image: np.ndarray, nlfs: list[NoiseLevelFunction]) -> float:
@@ -336,8 +346,9 @@ def estimate_noise(image: np.ndarray) -> NoiseModel:
     # which case it is, from a quick stride-4 function (every 2nd patch): only the correlation test uses it
     quick = estimate_noise_level_functions(channels, step=QUICK_STEP)
     model = NoiseModel(tuple(quick), tuple(noise_correlation(c, f) for c, f in zip(channels, quick)))
-    if model.correlated:  # the stride-4 functions are the answer: measure them with every patch
-        levels = tuple(estimate_noise_level_functions(channels))
+    if model.correlated:  # the stride-4 functions are the answer: measure them with every patch, each
+        # bin's texture test at its own level (camera sRGB noise is not linear in intensity)
+        levels = tuple(estimate_noise_level_functions(channels, own_threshold=True))
         return NoiseModel(levels, tuple(noise_correlation(c, f) for c, f in zip(channels, levels)))
     return NoiseModel(tuple(estimate_noise_level_functions(channels, stride=1, trim=FULL_RES_TRIM)),
                       model.correlation)
