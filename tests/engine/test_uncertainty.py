@@ -58,3 +58,43 @@ def test_correlated_probes_have_the_asked_lag1_correlation():
     lag_y = float((e[..., 1:, :] * e[..., :-1, :]).mean())
     lag_x = float((e[..., :, 1:] * e[..., :, :-1]).mean())
     assert abs(lag_y - 0.6) < 0.05 and abs(lag_x - 0.3) < 0.05
+
+
+def _gaussian_scene(seed: int, tau: float = 0.2, sigma: float = 0.1, shape=(2, 128, 128)):
+    """Clean values x ~ N(0.5, tau^2) per pixel and channel, and y = x + N(0, sigma^2)."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.5 + tau * torch.randn(shape, generator=g, dtype=torch.float64)
+    return x, x + sigma * torch.randn(shape, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sure_scale_is_the_error_of_a_worse_than_mmse_denoiser_over_its_tweedie_variance(seed):
+    from napari_scoredvi.engine.uncertainty import sure_scale
+
+    tau, sigma = 0.2, 0.1
+    x, y = _gaussian_scene(seed, tau, sigma)
+    c = 0.5  # the MMSE shrinkage is tau^2 / (tau^2 + sigma^2) = 0.8: this one over-smooths
+    den = 0.5 + c * (y - 0.5)
+    s = torch.full_like(y, sigma**2)
+    js = c * s  # its Tweedie variance J S, which understates its error
+    scale = sure_scale(y, den, s, js)
+    truth = ((den - x) ** 2).mean(dim=(-1, -2)) / js.mean(dim=(-1, -2))  # about 2.1: the real error
+    assert scale.shape == (2, 1, 1)
+    torch.testing.assert_close(scale.flatten(), truth, rtol=0.06, atol=0)
+
+
+def test_sure_scale_leaves_the_mmse_denoiser_and_is_clipped():
+    from napari_scoredvi.engine.uncertainty import SURE_MAX, SURE_MIN, sure_scale
+
+    tau, sigma = 0.2, 0.1
+    x, y = _gaussian_scene(2, tau, sigma)
+    c = tau**2 / (tau**2 + sigma**2)
+    den = 0.5 + c * (y - 0.5)
+    s = torch.full_like(y, sigma**2)
+    assert sure_scale(y, den, s, c * s).flatten().tolist() == pytest.approx([1.0, 1.0], abs=0.06)
+    # a far worse denoiser (the identity shrunk to a constant) is clipped at SURE_MAX
+    flat = torch.full_like(y, 0.5)
+    assert sure_scale(y, flat, s, 0.01 * s).flatten().tolist() == [SURE_MAX, SURE_MAX]
+    # nothing removed though the noise variance says there was noise to remove: a negative risk
+    # estimate (the noise variance is read too high), clipped at SURE_MIN
+    assert sure_scale(y, y.clone(), s, 0.1 * s).flatten().tolist() == [SURE_MIN, SURE_MIN]

@@ -33,6 +33,7 @@ from ..engine.noise_estimate import (
     corrected_min_eigenvalue,
     measure_noise_levels,
     noise_correlation,
+    region_variance_factor,
     weighted_line,
 )
 from ..engine.validate import check_dtype
@@ -372,13 +373,6 @@ def _lag1(img: np.ndarray, gain: float, intercept: float) -> tuple[float, float]
     if c.residual == 1.0 and c.lag1_y == 0.0 and c.lag1_x == 0.0:  # noise_correlation's "too few flat patches"
         return math.nan, math.nan
     return c.lag1_y, c.lag1_x
-
-
-def region_variance_factor(lag1_y: float, lag1_x: float) -> float:
-    """Approximately how many times ``var / n`` the variance of the mean of a large region of n pixels
-    is, when the noise is correlated at lag 1 only: ``(1 + 2 lag1_y) (1 + 2 lag1_x)`` (each factor
-    floored at 0)."""
-    return max(1.0 + 2.0 * lag1_y, 0.0) * max(1.0 + 2.0 * lag1_x, 0.0)
 
 
 def _correlation_note(lag1_y: float, lag1_x: float) -> str | None:

@@ -107,6 +107,7 @@ def denoise_steps(
         diverged=out.diverged,
         drift_ratio=out.drift_ratio,
         drifted=out.drifted,
+        posterior_scale=out.posterior_scale,
         lam=lam_used,
         lam_auto=lam is None,
         beta0=beta0,

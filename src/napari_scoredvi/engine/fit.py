@@ -21,7 +21,7 @@ from .noise_estimate import NoiseModel
 from .presets import Preset
 from .priors import self_ensemble
 from .result import FitStep
-from .uncertainty import noise_variance_map, tweedie_posterior_variance
+from .uncertainty import noise_variance_map, sure_scale, tweedie_posterior_variance
 from .variational import fit_cold
 
 DIVERGED_STD = 0.05  # mean posterior std (model units) above which a fit may have diverged ...
@@ -47,6 +47,8 @@ class FitOutput:
     #: the guide ``D_k(y)``), and whether it exceeded :data:`DRIFT_LIMIT` (then ``denoised`` is that estimate)
     drift_ratio: float = 1.0
     drifted: bool = False
+    #: per channel, the factor the Tweedie posterior variance was scaled by (:func:`.uncertainty.sure_scale`)
+    posterior_scale: tuple[float, ...] = ()
     final_terms: dict[str, float] = field(default_factory=dict)
     #: the fitted (EMA) networks' parameters: pass as ``init_state`` to warm-start a similar image
     state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -245,6 +247,10 @@ def fit(
     drifted = drift_ratio > DRIFT_LIMIT
     if drifted:  # the noise-variance map follows the image returned (the posterior std is the fit's)
         denoised, noise_var = start, noise_variance_map(start, noise.levels)
+    scale = torch.ones(yt.shape[0], 1, 1, device=yt.device)
+    if posterior:  # where the priors err more than their own posterior says (docs/fidelity.md)
+        scale = sure_scale(yt, denoised, noise_var, post_var)
+        post_var = post_var * scale
     return FitOutput(
         denoised=denoised.float().cpu().numpy(),
         noise_variance=noise_var.float().cpu().numpy(),
@@ -254,6 +260,7 @@ def fit(
         diverged=diverged,
         drift_ratio=drift_ratio,
         drifted=drifted,
+        posterior_scale=tuple(float(v) for v in scale.flatten()),
         final_terms=terms,
         state={k: v.detach().clone() for k, v in nets.state_dict().items()},
     )

@@ -293,6 +293,13 @@ def noise_correlation(image: np.ndarray, nlf: NoiseLevelFunction) -> NoiseCorrel
     return NoiseCorrelation(_min_eigenvalue(unit.reshape(len(unit), -1)), lag_y, lag_x)
 
 
+def region_variance_factor(lag1_y: float, lag1_x: float) -> float:
+    """Approximately how many times ``var / n`` the variance of the mean of a large region of n pixels
+    is, when the noise is correlated at lag 1 only: ``(1 + 2 lag1_y) (1 + 2 lag1_x)`` (each factor
+    floored at 0). 1 for pixel-independent noise; 4.8 at a lag-1 correlation of 0.6 in y and x."""
+    return max(1.0 + 2.0 * lag1_y, 0.0) * max(1.0 + 2.0 * lag1_x, 0.0)
+
+
 @dataclass(frozen=True)
 class NoiseModel:
     """What the engine knows of the noise of one (C, H, W) image, in that image's units: each

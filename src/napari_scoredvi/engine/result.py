@@ -56,6 +56,10 @@ class DenoiseInfo:
     #: fit "drifted" and the priors' estimate was returned (docs/engine.md)
     drift_ratio: float = 1.0
     drifted: bool = False
+    #: per channel, the factor (0.5-4) by which the posterior variance was scaled to the denoised image's
+    #: error as Stein's unbiased risk estimate reads it (empty for the variational preset, whose
+    #: posterior std is q's own)
+    posterior_scale: tuple[float, ...] = ()
     lam: float | None = None
     lam_auto: bool = True
     beta0: float | None = None
@@ -63,7 +67,9 @@ class DenoiseInfo:
     noise_std_8bit: float | None = None
     photon_transfer: tuple[PhotonTransfer, ...] = ()
     noise_correlated: bool = False
-    #: lag-1 correlation of the noise along y and x
+    #: lag-1 correlation of the noise along y and x, the mean over channels; (0, 0) when the noise was
+    #: found pixel-independent. The noise-variance map is each pixel's own variance whatever this is; the
+    #: mean of n pixels has about ``noise_estimate.region_variance_factor(*noise_lag1)`` times var / n
     noise_lag1: tuple[float, float] = (0.0, 0.0)
     #: the training noise ranges (8-bit units) of the prior denoisers used
     prior_ranges_8bit: tuple[tuple[float, float], ...] = ()

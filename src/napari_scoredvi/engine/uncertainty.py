@@ -10,6 +10,10 @@
   estimated with Hutchinson probes shaped like the noise (correlated like it, too), ``e ~ N(0, S)``:
   ``E[e_i (J e)_i] = (J S)_ii``, where ``J e`` is a finite difference ``(D(y + d e) - D(y)) / d``
   (exact within a linear region of the bias-free ReLU priors), then averaged over a small window.
+  ``J S`` is the error of the MMSE denoiser; ours errs more where the priors fit the image less
+  well (fine texture), so the map is scaled, per channel, by the ratio of Stein's unbiased risk
+  estimate of the denoised image's mean squared error to the map's mean (:func:`sure_scale`,
+  between ``SURE_MIN`` and ``SURE_MAX``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ PROBES = 2  # Hutchinson probes per image
 STEP = 0.1  # finite-difference step, as a fraction of the noise
 WINDOW = 7  # the probe products are averaged over WINDOW x WINDOW pixels
 FLOOR = 0.01  # the posterior variance is at least this share of the noise variance
+SURE_MIN, SURE_MAX = 0.5, 4.0  # bounds of the posterior variance's scale (:func:`sure_scale`)
 
 
 def noise_variance_map(denoised: torch.Tensor, nlfs: Sequence[NoiseLevelFunction]) -> torch.Tensor:
@@ -73,3 +78,20 @@ def tweedie_posterior_variance(
     diag = F.avg_pool2d((acc / probes)[None], WINDOW, stride=1, padding=WINDOW // 2, count_include_pad=False)[0]
     # J S is positive semi-definite for an MMSE denoiser: a local mean below the floor is probe noise
     return torch.maximum(diag, FLOOR * noise_variance)
+
+
+def sure_scale(y: torch.Tensor, denoised: torch.Tensor, noise_variance: torch.Tensor,
+               posterior_variance: torch.Tensor) -> torch.Tensor:
+    """Per channel, Stein's unbiased risk estimate of the mean squared error of ``denoised``,
+    ``mean((y - D)^2) - mean(S) + 2 mean(J S)``, over the mean of the Tweedie posterior variance
+    ``J S`` (``posterior_variance``), clipped to [``SURE_MIN``, ``SURE_MAX``]: (C, 1, 1) from (C, H, W)
+    tensors in model units. About 1 when the denoiser errs as the MMSE denoiser of its priors would
+    (the Tweedie variance is then the expected squared error); above 1 when it errs more (fine
+    texture the priors smooth), below when the image is easier than the priors' training images
+    (smooth fluorescence frames). The bounds keep a noise variance read far off (the estimate
+    subtracts it) from scaling the map by more. The Stein term is that of the prior mixture at
+    ``y``, which the final pass and the self-ensemble change a little."""
+    dims = (-1, -2)
+    jsm = posterior_variance.mean(dim=dims).clamp_min(1e-12)
+    risk = ((y - denoised) ** 2).mean(dim=dims) - noise_variance.mean(dim=dims) + 2 * posterior_variance.mean(dim=dims)
+    return (risk / jsm).clamp(SURE_MIN, SURE_MAX)[:, None, None]
