@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                 g = np.clip(r.posterior_std.astype(np.float64) ** 2 / r.noise_variance, 0, 0.95)
                 maps = {"engine": r.noise_variance, **candidates(y, d, g)}
                 scores = {k: variance_map(m, item.variance, item.clean) for k, m in maps.items()}
-                print(f"{which} {item.name}: " + "; ".join(
+                print(f"{which} {item.name} (posterior_scale {r.info.posterior_scale[0]:.2f}): " + "; ".join(
                     f"{k} {s['bin_err_max']:+.2f} {s['slope_ratio']:.2f}" for k, s in scores.items()), flush=True)
                 for k, s in scores.items():
                     c = counts.setdefault(k, [0, 0, 0, 0])

@@ -105,3 +105,27 @@ def test_coverage_says_which_slices_hold_results():
     flags[3] = True
     assert run.coverage() == "slice 4 of 4 computed (z=3); the other 3 are not computed (blank)"
     assert ActiveRun(SimpleNamespace(name="src"), {}, {}, RunProgress(1, 1)).coverage() == ""  # one 2D image
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_the_run_end_says_when_the_noise_is_spatially_correlated(correlated):
+    import re
+
+    import torch
+
+    from napari_scoredvi import denoise
+    from napari_scoredvi.engine.uncertainty import correlated_normal
+
+    yy, xx = np.mgrid[0:192, 0:192]
+    clean = 100 + 80 * np.exp(-((yy - 96) ** 2 + (xx - 80) ** 2) / 2000.0)
+    lag = (0.6, 0.6) if correlated else (0.0, 0.0)
+    unit = correlated_normal(clean.shape, lag, torch.Generator().manual_seed(0), dtype=torch.float64).numpy()
+    result = denoise(clean + 3 * np.sqrt(clean) * unit, preset="fast", device="cpu", posterior_std=False)
+    note = RunEnd(None, result.info.as_dict()).noise_note
+    if not correlated:
+        assert note == ""
+        return
+    found = re.search(r"lag-1 ([\d.]+) in y, ([\d.]+) in x.* about ([\d.]+) x", note)
+    ly, lx, factor = (float(v) for v in found.groups())
+    assert 0.45 < ly < 0.7 and 0.45 < lx < 0.7, note
+    assert 3.5 < factor < 6.0, note  # (1 + 2 * 0.6)^2 = 4.8 for lag-1 correlation 0.6

@@ -223,9 +223,10 @@ class ScoreDVIWidget(DenoiseForm):
             return  # _on_aborted says it
         run.finished(end)
         self._progress.value = self._progress.max
-        self._status.value = self._with_coverage(run.progress.status())
+        note = f"; {end.noise_note}" if end.noise_note else ""
+        self._status.value = self._with_coverage(run.progress.status() + note)
         where = f" into {str(run.store.path)!r}" if run.store is not None else ""
-        show_info(f"ScoreDVI: denoised {done} slice(s) of {run.source.name!r}{where}")
+        show_info(f"ScoreDVI: denoised {done} slice(s) of {run.source.name!r}{where}{note}")
 
     def _on_errored(self, exc: Exception) -> None:
         if not self._closed:

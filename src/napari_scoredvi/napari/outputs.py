@@ -21,6 +21,24 @@ class RunEnd:
     error: str | None = None
     info: dict | None = None
 
+    @property
+    def noise_note(self) -> str:
+        """What the user should know of the noise the engine found (:func:`noise_note`)."""
+        return noise_note(self.info)
+
+
+def noise_note(info: dict | None) -> str:
+    """For a run whose last slice's noise was spatially correlated (``info`` as
+    ``DenoiseInfo.as_dict()``): its lag-1 correlation and how much more than ``var / n`` the
+    variance of a region's mean is; ``""`` otherwise. The noise-variance map stays each pixel's own."""
+    if not info or not info.get("noise_correlated"):
+        return ""
+    from ..engine.noise_estimate import region_variance_factor
+
+    ly, lx = info.get("noise_lag1", (0.0, 0.0))
+    return (f"noise spatially correlated (lag-1 {ly:.2f} in y, {lx:.2f} in x): the noise-variance map is per "
+            f"pixel; the mean of a region of n pixels has about {region_variance_factor(ly, lx):.1f} x var / n")
+
 
 def run_to_end(steps: Generator) -> Generator[RunEvent, None, RunEnd]:
     """Yield the events of ``steps`` (:meth:`.request.RunPlan.memory_steps` or
