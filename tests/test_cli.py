@@ -161,3 +161,19 @@ def test_plain_3d_tiff_is_a_z_stack_with_a_note_and_progress_per_iteration(tmp_p
     tifffile.imwrite(tmp_path / "4d.tif", _stack((2, 2, 32, 32)), photometric="minisblack")
     assert main(["denoise", str(tmp_path / "4d.tif"), str(tmp_path / "o4.zarr"), "--preset", "tiny"]) == 2
     assert "does not say what its axes are; pass them, e.g. --axes ZYX" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_denoise_notes_spatially_correlated_noise(tmp_path, capsys, correlated):
+    from napari_scoredvi.engine.uncertainty import correlated_normal
+
+    yy, xx = np.mgrid[0:192, 0:192]
+    clean = 100 + 80 * np.exp(-((yy - 96) ** 2 + (xx - 80) ** 2) / 2000.0)
+    lag = (0.6, 0.6) if correlated else (0.0, 0.0)
+    frames = [clean + 3 * np.sqrt(clean) * correlated_normal(clean.shape, lag, torch.Generator().manual_seed(s),
+                                                             dtype=torch.float64).numpy() for s in range(2)]
+    tifffile.imwrite(tmp_path / "in.tif", np.stack(frames).astype(np.uint16), metadata={"axes": "ZYX"})
+    args = ["denoise", str(tmp_path / "in.tif"), str(tmp_path / "out.zarr"), "--preset", "fast", "--device", "cpu"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert ("note: the noise of 2 slice(s) is spatially correlated (mean lag-1 0." in out) == correlated, out

@@ -96,6 +96,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     bar = None
     finished = 0  # slices done, the bar's whole part
     last_draw = 0.0
+    correlated: list[tuple[float, float]] = []  # lag-1 (y, x) of the slices whose noise was correlated
 
     def progress(event) -> None:
         nonlocal bar, finished, last_draw
@@ -107,6 +108,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             bar = tqdm(total=event.total, initial=event.done, unit="slice", dynamic_ncols=True, file=sys.stderr,
                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} slices [{elapsed}<{remaining}{postfix}]")
         elif isinstance(event, SliceDone) and bar is not None:
+            if event.record.get("noise_correlated"):
+                correlated.append(tuple(event.record.get("noise_lag1", (0.0, 0.0))))
             finished = event.done
             bar.n = event.done
             where = slice_text(event.record.get("slice", {})).lower()
@@ -132,6 +135,13 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             bar.close()
     names = "denoised, noise_variance" + (", posterior_std" if args.posterior_std else "")
     print(f"done: wrote {names} to {out} (OME-Zarr; open e.g. {out}/denoised in napari)")
+    if correlated:
+        from .engine.noise_estimate import region_variance_factor
+
+        ly, lx = (float(np.mean(v)) for v in zip(*correlated))
+        print(f"note: the noise of {len(correlated)} slice(s) is spatially correlated (mean lag-1 {ly:.2f} in y, "
+              f"{lx:.2f} in x; per slice in the provenance): noise_variance is each pixel's own; the mean of a "
+              f"region of n pixels has about {region_variance_factor(ly, lx):.1f} x variance / n")
     return 0
 
 
