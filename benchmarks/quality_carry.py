@@ -1,0 +1,45 @@
+"""Carry ``quality.py``'s cached rows of our method (ours, direct prior) from an older engine key to
+the current one, for the images whose noise the engine classifies as pixel-independent; the rows
+of the others stay under the old key, so ``quality.py`` computes them again.
+
+Only for an engine change that leaves the denoised image of pixel-independent noise bit-for-bit
+as it was (2026-11-30: the texture test of correlated noise and the posterior std's scale, which
+``quality.py`` does not score; W2S rows recomputed before carrying matched to 6 decimals).
+
+    python benchmarks/quality_carry.py --from engine-7fddfd867afe2827
+"""
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import quality
+from napari_scoredvi.engine.noise_estimate import estimate_noise
+from napari_scoredvi.engine.normalise import fit_normalisation
+from napari_scoredvi.engine.validate import as_channels_first
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--from", dest="old", required=True, help="the engine key the rows were computed with")
+p.add_argument("--cache", type=Path, default=Path(__file__).parent / "results" / "ours_cache.json")
+cli = p.parse_args()
+OLD = cli.old
+new_key = quality._engine_version()
+path = cli.cache
+cache = json.load(open(path))
+args = SimpleNamespace(data=quality.sets.DATA, limit=None, per_source=2, conditions=None, sigma=25.0)
+carried = kept = 0
+for which in ("w2s", "pg", "corr", "set12", "polyu", "cc"):
+    for item in quality.load(which, args):
+        arr = as_channels_first(item.noisy, -1 if item.rgb else None)
+        y = fit_normalisation(arr).to_model(arr)
+        independent = not estimate_noise(y).correlated
+        for k, v in cache.items():
+            if k.startswith(f"{which}/{item.name}/") and v["settings"].get("engine") == OLD:
+                if independent:
+                    v["settings"]["engine"] = new_key
+                    carried += 1
+                else:
+                    kept += 1
+        print(which, item.name, "independent" if independent else "correlated: recompute", flush=True)
+json.dump(cache, open(path, "w"), indent=1)
+print(f"carried {carried} rows to {new_key}; {kept} rows of correlated-noise images left to recompute")
