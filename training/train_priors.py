@@ -7,7 +7,10 @@ as microscope images are (``--blur-prob``). Noise is Gaussian with a spatially v
 non-i.i.d. levels: a constant std, a smooth random map, or a signal-dependent (Poisson-Gaussian-like)
 std that grows with the square root of the clean intensity, as in fluorescence. Every stage checkpoints to ``DIR``
 and resumes from there when the command is run again; a finished stage is skipped.
-Grayscale PNG/TIFF training images; intensities in [0, 1].
+PNG/TIFF/JPEG training images; intensities in [0, 1]. ``--channels 3`` trains colour priors on RGB
+images (e.g. CBSD432; each channel gets its own noise draw, with the same std map), written to
+``color.pt`` instead of ``gray.pt``; ``--holdout N`` keeps the last N training images out of training
+as the test set when there is no separate one.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from napari_scoredvi.engine.priors.models import BiasFreeDnCNN, BiasFreeUNet, bu
 RANGES_8BIT: tuple[tuple[float, float], ...] = ((0.0, 20.0), (15.0, 45.0), (35.0, 90.0))
 
 
-def load_images(data: Path) -> list[np.ndarray]:
-    """Every grayscale image under ``data`` as float32 in [0, 1]."""
+def load_images(data: Path, channels: int = 1) -> list[np.ndarray]:
+    """Every image under ``data`` as float32 in [0, 1]: (H, W) grayscale for ``channels=1`` (colour
+    images averaged), (3, H, W) RGB for ``channels=3`` (grayscale images repeated)."""
     import imageio.v3 as iio
 
     files = sorted(p for p in data.iterdir() if p.suffix.lower() in {".png", ".tif", ".tiff", ".jpg"})
@@ -39,29 +43,34 @@ def load_images(data: Path) -> list[np.ndarray]:
     images = []
     for p in files:
         im = np.asarray(iio.imread(p), dtype=np.float32)
-        if im.ndim == 3:
+        if channels == 1 and im.ndim == 3:
             im = im[..., :3].mean(axis=-1)
-        images.append(im / (65535.0 if im.max() > 255 else 255.0))
+        elif channels == 3:
+            im = np.moveaxis(im[..., :3], -1, 0) if im.ndim == 3 else np.repeat(im[None], 3, axis=0)
+        images.append(np.ascontiguousarray(im) / (65535.0 if im.max() > 255 else 255.0))
     return images
 
 
 def sample_batch(images: list[np.ndarray], batch: int, patch: int, gen: np.random.Generator) -> torch.Tensor:
-    """Random augmented clean patches, (batch, 1, patch, patch), with a random intensity scale."""
-    out = np.empty((batch, 1, patch, patch), np.float32)
+    """Random augmented clean patches, (batch, C, patch, patch), with a random intensity scale, from
+    (H, W) or (C, H, W) images."""
+    channels = 1 if images[0].ndim == 2 else images[0].shape[0]
+    out = np.empty((batch, channels, patch, patch), np.float32)
     for i in range(batch):
         im = images[gen.integers(len(images))]
-        r = gen.integers(im.shape[0] - patch + 1)
-        c = gen.integers(im.shape[1] - patch + 1)
-        p = np.rot90(im[r : r + patch, c : c + patch], k=int(gen.integers(4)))
+        r = gen.integers(im.shape[-2] - patch + 1)
+        c = gen.integers(im.shape[-1] - patch + 1)
+        p = np.rot90(im[..., r : r + patch, c : c + patch], k=int(gen.integers(4)), axes=(-2, -1))
         if gen.random() < 0.5:
-            p = p[:, ::-1]
+            p = p[..., ::-1]
         # fluorescence is often dim after normalisation: teach the prior other intensity scales
-        out[i, 0] = p * (gen.uniform(0.25, 1.0) if gen.random() < 0.5 else 1.0)
+        out[i] = p * (gen.uniform(0.25, 1.0) if gen.random() < 0.5 else 1.0)
     return torch.from_numpy(out)
 
 
 def band_limit(clean: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
-    """Blur a random ``prob`` share of the patches (N, 1, P, P) with a Gaussian PSF of std 0.5-2 px.
+    """Blur a random ``prob`` share of the patches (N, C, P, P), every channel alike, with a Gaussian
+    PSF of std 0.5-2 px.
 
     Microscope images are band-limited by the optics (sampled near Nyquist, the PSF spans a few
     pixels), natural photographs are not: without this the priors keep pixel-scale detail that a
@@ -75,14 +84,14 @@ def band_limit(clean: torch.Tensor, prob: float, gen: torch.Generator) -> torch.
         x = torch.arange(-r, r + 1, dtype=clean.dtype)
         k = torch.exp(-0.5 * (x / s) ** 2)
         k = k / k.sum()
-        p = F.pad(clean[i : i + 1], (r, r, r, r), mode="reflect")
+        p = F.pad(clean[i : i + 1].transpose(0, 1), (r, r, r, r), mode="reflect")  # channels as the batch
         p = F.conv2d(p, k.view(1, 1, 1, -1))
-        out[i : i + 1] = F.conv2d(p, k.view(1, 1, -1, 1))
+        out[i : i + 1] = F.conv2d(p, k.view(1, 1, -1, 1)).transpose(0, 1)
     return out
 
 
 def noise_std_map(clean: torch.Tensor, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
-    """Per-pixel noise std for ``clean`` (N, 1, P, P), units of [0, 1] data, one mode per patch:
+    """Per-pixel noise std for ``clean`` (N, C, P, P), units of [0, 1] data, one mode per patch:
     a constant in [lo, hi] (1/3 of the batch), a smooth bilinear field from a 3x3 random grid in
     [lo, hi] (1/3), or signal dependent, ``s * sqrt(f * clean / mean(clean) + 1 - f)`` with ``s`` in
     [lo, hi] and a Poisson fraction ``f`` in [0.5, 1] (1/3): bright structures get more noise."""
@@ -98,7 +107,7 @@ def noise_std_map(clean: torch.Tensor, lo: float, hi: float, gen: torch.Generato
 
 
 def correlate(noise: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
-    """Make the noise (N, 1, P, P) of a random ``prob`` share of the patches spatially correlated, as
+    """Make the noise (N, C, P, P) of a random ``prob`` share of the patches spatially correlated, as
     camera pipelines (demosaicking, on-chip binning/filtering) and some microscope cameras deliver it.
 
     Each picked patch is filtered by a separable 3-tap kernel ``[a, 1, a]`` (``a`` drawn per axis in
@@ -111,9 +120,9 @@ def correlate(noise: torch.Tensor, prob: float, gen: torch.Generator) -> torch.T
         ay, ax = (0.05 + 0.45 * torch.rand(2, generator=gen)).tolist()
         ky = torch.tensor([ay, 1.0, ay]) / math.sqrt(1 + 2 * ay * ay)
         kx = torch.tensor([ax, 1.0, ax]) / math.sqrt(1 + 2 * ax * ax)
-        p = F.pad(noise[i : i + 1], (1, 1, 1, 1), mode="reflect")
+        p = F.pad(noise[i : i + 1].transpose(0, 1), (1, 1, 1, 1), mode="reflect")  # channels as the batch
         p = F.conv2d(p, kx.view(1, 1, 1, 3).to(noise.dtype))
-        out[i : i + 1] = F.conv2d(p, ky.view(1, 1, 3, 1).to(noise.dtype))
+        out[i : i + 1] = F.conv2d(p, ky.view(1, 1, 3, 1).to(noise.dtype)).transpose(0, 1)
     return out
 
 
@@ -122,18 +131,20 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, test_dir: Path, sigmas: tuple[int, ...] = (15, 25, 50)) -> dict[str, float]:
-    """Mean PSNR (dB) on the images in ``test_dir`` with i.i.d. Gaussian noise, fixed seed per image."""
-    images = load_images(test_dir)
+def evaluate(model: torch.nn.Module, test: Path | list[np.ndarray],
+             sigmas: tuple[int, ...] = (15, 25, 50)) -> dict[str, float]:
+    """Mean PSNR (dB) on the images in the folder ``test`` (or the (H, W) / (C, H, W) images given)
+    with i.i.d. Gaussian noise, fixed seed per image."""
+    images = load_images(test, model.channels) if isinstance(test, Path) else test
     model.eval()
     out = {}
     for s in sigmas:
         vals = []
         for i, im in enumerate(images):
             g = torch.Generator().manual_seed(1000 * s + i)
-            clean = torch.from_numpy(im)[None, None]
+            clean = torch.from_numpy(im)[None] if im.ndim == 3 else torch.from_numpy(im)[None, None]
             noisy = clean + (s / 255.0) * torch.randn(clean.shape, generator=g)
-            vals.append(psnr(model(noisy).clamp(0, 1)[0, 0].numpy(), im))
+            vals.append(psnr(model(noisy).clamp(0, 1)[0].numpy().reshape(im.shape), im))
         out[f"sigma{s}"] = round(float(np.mean(vals)), 3)
     return out
 
@@ -216,8 +227,8 @@ def train_stage(
             log(f"{name}: step {step + 1}/{steps} mse {running / n:.3e} lr {sched.get_last_lr()[0]:.2e} "
                 f"{(time.perf_counter() - t0) / (step + 1 - start):.3f} s/step")
             running = 0.0
-        if args.test and args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == steps):
-            record_curve(args.out, name, step + 1, evaluate(model, args.test), log)
+        if args._eval and args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == steps):
+            record_curve(args.out, name, step + 1, evaluate(model, args._eval), log)
             model.train()
         if (step + 1) % args.ckpt_every == 0 or step + 1 == steps:
             tmp = ckpt.with_suffix(".tmp")
@@ -228,7 +239,11 @@ def train_stage(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="folder of clean grayscale training images")
+    p.add_argument("--data", type=Path, required=True, help="folder of clean training images")
+    p.add_argument("--channels", type=int, choices=[1, 3], default=1,
+                   help="1: grayscale priors (gray.pt); 3: colour priors on RGB images (color.pt)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="keep the last N images of --data out of training as the test set (when no --test)")
     p.add_argument("--test", type=Path, default=None, help="folder of test images (e.g. Set12) for PSNR")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoints, log and weights")
     p.add_argument("--arch", choices=["unet", "dncnn"], default="unet")
@@ -280,22 +295,25 @@ def main(argv: list[str] | None = None) -> None:
     log(f"start: {vars(args)} torch {torch.__version__} threads {torch.get_num_threads()} "
         f"machine {platform.processor() or platform.machine()}")
     t_start = time.perf_counter()
-    images = load_images(args.data)
+    images = load_images(args.data, args.channels)
+    if args.holdout:
+        images, held = images[: -args.holdout], images[-args.holdout :]
+    args._eval = args.test or (held if args.holdout else None)  # where the Set PSNR is measured
     init = torch.load(args.init, map_location="cpu", weights_only=True) if args.init else None
     if init is not None:
         shared = build_prior(init["config"])
         report = {"init": str(args.init)}
     else:
         union = (min(r[0] for r in RANGES_8BIT), max(r[1] for r in RANGES_8BIT))
-        shared = (BiasFreeUNet(1, args.width, args.levels, args.convs) if args.arch == "unet"
-                  else BiasFreeDnCNN(1, args.depth, args.width))
+        shared = (BiasFreeUNet(args.channels, args.width, args.levels, args.convs) if args.arch == "unet"
+                  else BiasFreeDnCNN(args.channels, args.depth, args.width))
         train_stage("shared", shared, images, union, args.steps_shared, args, log)
         report = {}
-        if args.test:
-            report["shared_psnr"] = evaluate(shared, args.test)
+        if args._eval:
+            report["shared_psnr"] = evaluate(shared, args._eval)
             log(f"shared: Set PSNR {report['shared_psnr']}")
     report.update({"ranges_8bit": [list(r) for r in RANGES_8BIT], "config": shared.config(), "args": {
-        k: str(v) for k, v in vars(args).items()}})
+        k: str(v) for k, v in vars(args).items() if not k.startswith("_")}})
     weights = {}
     for k, rng in enumerate(RANGES_8BIT):
         model = build_prior(shared.config())
@@ -318,14 +336,15 @@ def main(argv: list[str] | None = None) -> None:
         report[f"prior{k}_steps"] = steps
         # half precision halves the shipped file; the loader casts back to float32
         weights[f"prior{k}"] = {n: t.to(torch.float16) for n, t in model.state_dict().items()}
-        if args.test:
-            report[f"prior{k}_psnr"] = evaluate(model, args.test)
+        if args._eval:
+            report[f"prior{k}_psnr"] = evaluate(model, args._eval)
             log(f"prior{k} {rng}: Set PSNR {report[f'prior{k}_psnr']}")
     payload = {"config": shared.config(), "ranges_8bit": torch.tensor(RANGES_8BIT), **weights}
-    torch.save(payload, args.out / "gray.pt")
+    weights_file = args.out / ("gray.pt" if args.channels == 1 else "color.pt")
+    torch.save(payload, weights_file)
     report["seconds_this_run"] = round(time.perf_counter() - t_start, 1)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    log(f"done: weights {args.out / 'gray.pt'}; report {args.out / 'report.json'}")
+    log(f"done: weights {weights_file}; report {args.out / 'report.json'}")
 
 
 if __name__ == "__main__":

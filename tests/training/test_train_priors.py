@@ -1,0 +1,46 @@
+"""The prior-training command (training/train_priors.py, outside the package) on tiny runs."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
+import train_priors  # noqa: E402
+
+from napari_scoredvi.engine.priors.models import build_prior  # noqa: E402
+
+
+def _images(folder: Path, rgb: bool, n: int = 4) -> Path:
+    import imageio.v3 as iio
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:48]
+    for i in range(n):
+        base = 0.5 + 0.4 * np.sin(xx / (3 + i)) * np.cos(yy / 5)
+        im = np.stack([base, base[::-1], base.T], -1) if rgb else base
+        iio.imwrite(folder / f"{i}.png", np.clip(255 * im + rng.normal(0, 2, im.shape), 0, 255).astype(np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_tiny_run_writes_priors_of_the_asked_channels_and_resumes(tmp_path, channels):
+    data = _images(tmp_path / "data", rgb=channels == 3)
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(out), "--channels", str(channels), "--holdout", "1",
+            "--steps-shared", "2", "--steps-each", "1", "--batch", "2", "--patch", "32", "--width", "8",
+            "--levels", "2", "--threads", "1", "--eval-every", "1", "--ckpt-every", "1"]
+    train_priors.main(args)
+    weights = torch.load(out / ("gray.pt" if channels == 1 else "color.pt"), weights_only=True)
+    prior = build_prior(weights["config"])
+    prior.load_state_dict({k: v.float() for k, v in weights["prior0"].items()})
+    assert prior(torch.rand(1, channels, 32, 32)).shape == (1, channels, 32, 32)
+    # the held-out image is the test set: a curve point per step of each stage
+    assert len((out / "curve.jsonl").read_text().splitlines()) == 2 + 3 * 1
+    # run again: every stage is finished, nothing is trained, the same weights come out
+    train_priors.main(args)
+    log = (out / "train.log").read_text()
+    assert log.count("shared: step 2/2 ") == 1 and "shared: resumed at step 2" in log
