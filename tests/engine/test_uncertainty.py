@@ -98,3 +98,22 @@ def test_sure_scale_leaves_the_mmse_denoiser_and_is_clipped():
     # nothing removed though the noise variance says there was noise to remove: a negative risk
     # estimate (the noise variance is read too high), clipped at SURE_MIN
     assert sure_scale(y, y.clone(), s, 0.1 * s).flatten().tolist() == [SURE_MIN, SURE_MIN]
+
+
+def test_noise_variance_map_halfway_to_the_noisy_image_undoes_half_the_contrast_compression():
+    # a ramp with Poisson-like noise (variance = intensity), denoised by a filter that shrinks towards
+    # the mean by a third: read at the denoised intensity the map's slope against the clean intensity
+    # is 2/3 of the truth; halfway to the (unbiased) noisy intensity it is 5/6
+    g = torch.Generator().manual_seed(0)
+    x = torch.linspace(0.2, 1.0, 256, dtype=torch.float64).repeat(256, 1)[None]
+    y = x + x.sqrt() * 0.05 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    den = x.mean() + (2 / 3) * (x - x.mean())
+    nlf = [NoiseLevelFunction(0.0025, 0.0)]
+    cols = x[0].mean(0)
+
+    def slope(m):
+        design = torch.stack([cols, torch.ones_like(cols)], 1)
+        return float(torch.linalg.lstsq(design, m[0].mean(0)[:, None]).solution[0])
+
+    assert slope(noise_variance_map(den, nlf)) == pytest.approx(0.0025 * 2 / 3, rel=0.01)
+    assert slope(noise_variance_map(den, nlf, y)) == pytest.approx(0.0025 * 5 / 6, rel=0.02)

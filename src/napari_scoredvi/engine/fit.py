@@ -132,8 +132,9 @@ def _outputs(
     With ``preset.final_denoise``, the denoised image is ``sum_k r_k D_k(mu_k)``: each component's
     posterior mean passed once more through its prior denoiser, instead of ``sum_k r_k mu_k``; see
     docs/engine.md. The noise variance and the posterior variance are :mod:`.uncertainty`'s: the
-    noise level function at the denoised intensity, and Tweedie's ``J S`` for the mixture of priors
-    ``sum_k r_k D_k`` at the noisy image (NaN without ``posterior``: it costs 2 x K prior passes).
+    noise level function halfway between the denoised and the noisy intensity, and Tweedie's ``J S``
+    for the mixture of priors ``sum_k r_k D_k`` at the noisy image (NaN without ``posterior``: it
+    costs 2 x K prior passes).
     """
     gen = torch.Generator(device=y.device).manual_seed(seed + 1)
 
@@ -145,7 +146,7 @@ def _outputs(
             den = sum(resp[k] * self_ensemble(prior, q.mu[:, k], preset.ensemble)[0] for k, prior in enumerate(priors))
         else:
             den = q.denoised()[0]
-        noise_var = noise_variance_map(den, noise.levels)
+        noise_var = noise_variance_map(den, noise.levels, y_t)
 
         def mixture(v: torch.Tensor) -> torch.Tensor:
             return sum(resp[k] * prior(v) for k, prior in enumerate(priors))
@@ -246,7 +247,7 @@ def fit(
     drift_ratio = float(((yt - denoised) ** 2).mean() / ((yt - start) ** 2).mean().clamp_min(1e-12))
     drifted = drift_ratio > DRIFT_LIMIT
     if drifted:  # the noise-variance map follows the image returned (the posterior std is the fit's)
-        denoised, noise_var = start, noise_variance_map(start, noise.levels)
+        denoised, noise_var = start, noise_variance_map(start, noise.levels, yt)
     scale = torch.ones(yt.shape[0], 1, 1, device=yt.device)
     if posterior:  # where the priors err more than their own posterior says (docs/fidelity.md)
         scale = sure_scale(yt, denoised, noise_var, post_var)
@@ -290,7 +291,7 @@ def _fit_variational(
     if not bool(torch.isfinite(denoised).all()):
         raise RuntimeError("the fit diverged twice (non-finite output); try a fixed lam, and check the image for "
                            "extreme outliers")
-    noise_var = noise_variance_map(denoised, noise.levels)
+    noise_var = noise_variance_map(denoised, noise.levels, yt)
     post_std = q_std if posterior else torch.full_like(q_std, float("nan"))
     return FitOutput(
         denoised=denoised.float().cpu().numpy(),

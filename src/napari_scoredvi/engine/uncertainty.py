@@ -1,7 +1,11 @@
 """The per-pixel uncertainty outputs beside the denoised image, in model units.
 
 * **Noise variance**: the noise level function ``var(I) = a I + b`` that :mod:`.noise_estimate`
-  fits to the noisy image (per channel), evaluated at the denoised intensity. The fitted q(tau) of
+  fits to the noisy image (per channel), evaluated halfway between the denoised and the noisy
+  intensity. At the denoised intensity alone it inherits the denoiser's contrast compression (dark
+  pixels read too bright, bright ones too dim, so the map's slope against the clean intensity reads
+  low); at the noisy intensity it is unbiased (the function is linear) but as noisy as the image;
+  halfway halves both (docs/fidelity.md). The fitted q(tau) of
   the variational posterior was nearly flat against intensity (a slope of 0.00-0.11 of the true
   gain), because one image holds one noise sample per pixel; the noise level function pools all
   flat patches of an intensity level instead (docs/engine.md).
@@ -32,14 +36,17 @@ FLOOR = 0.01  # the posterior variance is at least this share of the noise varia
 SURE_MIN, SURE_MAX = 0.5, 4.0  # bounds of the posterior variance's scale (:func:`sure_scale`)
 
 
-def noise_variance_map(denoised: torch.Tensor, nlfs: Sequence[NoiseLevelFunction]) -> torch.Tensor:
+def noise_variance_map(denoised: torch.Tensor, nlfs: Sequence[NoiseLevelFunction],
+                       noisy: torch.Tensor | None = None) -> torch.Tensor:
     # (the marginal variance: with correlated noise the level functions, measured on pixel-shuffled
     # sub-images, still give each pixel's own variance)
-    """``a_c * denoised + b_c`` per channel c, floored at a small share of the mean level:
-    (C, H, W) from (C, H, W) denoised, model units squared."""
+    """``a_c * I + b_c`` per channel c at ``I = (denoised + noisy) / 2`` (``denoised`` alone when
+    ``noisy`` is None), floored at a small share of the mean level: (C, H, W) from (C, H, W) images,
+    model units squared."""
     slope = torch.tensor([f.slope for f in nlfs], dtype=denoised.dtype, device=denoised.device)[:, None, None]
     intercept = torch.tensor([f.intercept for f in nlfs], dtype=denoised.dtype, device=denoised.device)[:, None, None]
-    var = slope * denoised + intercept
+    intensity = denoised if noisy is None else (denoised + noisy) / 2
+    var = slope * intensity + intercept
     floor = 0.01 * var.mean(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
     return torch.maximum(var, floor)
 
