@@ -4,9 +4,12 @@ of the others stay under the old key, so ``quality.py`` computes them again.
 
 Only for an engine change that leaves the denoised image of pixel-independent noise bit-for-bit
 as it was (2026-11-30: the texture test of correlated noise and the posterior std's scale, which
-``quality.py`` does not score; W2S rows recomputed before carrying matched to 6 decimals).
+``quality.py`` does not score; W2S rows recomputed before carrying matched to 6 decimals). With
+``--all``, every image's rows: for a change that leaves every denoised image as it was (2026-11-30:
+where the noise-variance map is read; ``fidelity.py``'s PSNR columns, before and after, show it).
 
     python benchmarks/quality_carry.py --from engine-7fddfd867afe2827
+    python benchmarks/quality_carry.py --from engine-5bd4e8cd279cd31a --all
 """
 import argparse
 import json
@@ -21,6 +24,7 @@ from napari_scoredvi.engine.validate import as_channels_first
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--from", dest="old", required=True, help="the engine key the rows were computed with")
 p.add_argument("--cache", type=Path, default=Path(__file__).parent / "results" / "ours_cache.json")
+p.add_argument("--all", action="store_true", help="carry every image's rows (the change left every denoised image)")
 cli = p.parse_args()
 OLD = cli.old
 new_key = quality._engine_version()
@@ -32,7 +36,7 @@ for which in ("w2s", "pg", "corr", "set12", "polyu", "cc"):
     for item in quality.load(which, args):
         arr = as_channels_first(item.noisy, -1 if item.rgb else None)
         y = fit_normalisation(arr).to_model(arr)
-        independent = not estimate_noise(y).correlated
+        independent = cli.all or not estimate_noise(y).correlated
         for k, v in cache.items():
             if k.startswith(f"{which}/{item.name}/") and v["settings"].get("engine") == OLD:
                 if independent:
@@ -40,6 +44,6 @@ for which in ("w2s", "pg", "corr", "set12", "polyu", "cc"):
                     carried += 1
                 else:
                     kept += 1
-        print(which, item.name, "independent" if independent else "correlated: recompute", flush=True)
+        print(which, item.name, "carried" if independent else "correlated: recompute", flush=True)
 json.dump(cache, open(path, "w"), indent=1)
 print(f"carried {carried} rows to {new_key}; {kept} rows of correlated-noise images left to recompute")
