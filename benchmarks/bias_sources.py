@@ -16,7 +16,6 @@ PSNR and the bias of the brightest 10 % and the darkest 50 % of clean pixels in 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 import sets
 from fidelity import score
+from measure import write_report
 
 STAGES = ("fast:final_denoise=false", "fast", "balanced:final_denoise=false", "balanced")
 
@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:30s} {mean['psnr']:8.3f} {mean['bias_bright']:8.3f} ({worst['bias_bright']:.3f})"
                   f" {mean['bias_dark']:8.3f} ({worst['bias_dark']:.3f})", flush=True)
         report["sets"][which] = {"summary": summary, "per_image": per}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

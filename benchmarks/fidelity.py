@@ -44,7 +44,6 @@ RGB) and of VST + BM3D (grey sets only) give PSNR and bias; they give no maps.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -53,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 import sets
-from measure import psnr
+from measure import psnr, write_report
 
 BIAS_MAX = 0.15  # |bias| of the bright 10 % and the dark 50 %, noise std units (pg, w2s: every image)
 BIN_MAX = 0.15  # |worst bin's relative error| (pg, corr: MAP_SHARE of the images; w2s: every frame)
@@ -280,9 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{label}: {t['met']}/{t['images']}" + (f" (need {t['need']})" if t["need"] < t["images"] else "")
                     for label, t in entry["targets"].items()))
         report["sets"][which] = {"summary": summary, "per_image": per}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -71,3 +71,14 @@ def finish(steps: Generator):
         return stop.value
     finally:
         steps.close()
+
+
+def write_report(path, report: dict) -> None:
+    """Write a benchmark's JSON report (its folder made if needed) and say where."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {path}")
