@@ -136,12 +136,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     names = "denoised, noise_variance" + (", posterior_std" if args.posterior_std else "")
     print(f"done: wrote {names} to {out} (OME-Zarr; open e.g. {out}/denoised in napari)")
     if correlated:
-        from .engine.noise_estimate import region_variance_factor
+        from .engine.noise_estimate import correlation_text
 
-        ly, lx = (float(np.mean(v)) for v in zip(*correlated))
-        print(f"note: the noise of {len(correlated)} slice(s) is spatially correlated (mean lag-1 {ly:.2f} in y, "
-              f"{lx:.2f} in x; per slice in the provenance): noise_variance is each pixel's own; the mean of a "
-              f"region of n pixels has about {region_variance_factor(ly, lx):.1f} x variance / n")
+        text = correlation_text(*(float(np.mean(v)) for v in zip(*correlated)))
+        print(f"note: the noise of {len(correlated)} slice(s) is spatially correlated (mean {text}; per slice in "
+              "the provenance); noise_variance is each pixel's own")
     return 0
 
 

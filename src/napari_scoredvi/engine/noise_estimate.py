@@ -300,6 +300,12 @@ def region_variance_factor(lag1_y: float, lag1_x: float) -> float:
     return max(1.0 + 2.0 * lag1_y, 0.0) * max(1.0 + 2.0 * lag1_x, 0.0)
 
 
+def correlation_text(lag1_y: float, lag1_x: float) -> str:
+    """``"lag-1 0.58 in y, 0.61 in x"`` and what it does to a region's mean, for a user's note."""
+    return (f"lag-1 {lag1_y:.2f} in y, {lag1_x:.2f} in x; the mean of a region of n pixels has about "
+            f"{region_variance_factor(lag1_y, lag1_x):.1f} x variance / n")
+
+
 @dataclass(frozen=True)
 class NoiseModel:
     """What the engine knows of the noise of one (C, H, W) image, in that image's units: each

@@ -33,11 +33,10 @@ def noise_note(info: dict | None) -> str:
     variance of a region's mean is; ``""`` otherwise. The noise-variance map stays each pixel's own."""
     if not info or not info.get("noise_correlated"):
         return ""
-    from ..engine.noise_estimate import region_variance_factor
+    from ..engine.noise_estimate import correlation_text
 
-    ly, lx = info.get("noise_lag1", (0.0, 0.0))
-    return (f"noise spatially correlated (lag-1 {ly:.2f} in y, {lx:.2f} in x): the noise-variance map is per "
-            f"pixel; the mean of a region of n pixels has about {region_variance_factor(ly, lx):.1f} x var / n")
+    text = correlation_text(*info.get("noise_lag1", (0.0, 0.0)))
+    return f"noise spatially correlated ({text}); the noise-variance map is per pixel"
 
 
 def run_to_end(steps: Generator) -> Generator[RunEvent, None, RunEnd]:
