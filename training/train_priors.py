@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", type=Path, default=None,
                    help="a weights file (e.g. the shipped gray.pt): skip stage 1 and fine-tune its components")
     p.add_argument("--init-lr", type=float, default=3e-4, help="Adam step size of the fine-tuning from --init")
+    p.add_argument("--lr-each", type=float, default=None,
+                   help="peak Adam step size of each range's fine-tuning after stage 1 (default: --lr)")
     p.add_argument("--export-now", action="store_true",
                    help="train nothing: write the weights file from the per-range checkpoints as they are "
                         "(a component without one keeps the --init or stage-1 weights) and report the steps")
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
             log(f"prior{k}: exported after {steps} of {args.steps_each} steps")
         else:
             train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log, args.blur_prob,
-                        args.corr_prob, args.init_lr if init is not None else None)
+                        args.corr_prob, args.init_lr if init is not None else args.lr_each)
             steps = args.steps_each
         report[f"prior{k}_steps"] = steps
         # half precision halves the shipped file; the loader casts back to float32

@@ -44,3 +44,17 @@ def test_a_tiny_run_writes_priors_of_the_asked_channels_and_resumes(tmp_path, ch
     train_priors.main(args)
     log = (out / "train.log").read_text()
     assert log.count("shared: step 2/2 ") == 1 and "shared: resumed at step 2" in log
+
+
+def test_lr_each_sets_the_per_range_step_size_and_leaves_stage_1_alone(tmp_path):
+    data = _images(tmp_path / "data", rgb=False)
+    out = tmp_path / "run"
+    train_priors.main(["--data", str(data), "--out", str(out), "--steps-shared", "2", "--steps-each", "2",
+                       "--batch", "2", "--patch", "32", "--width", "8", "--levels", "2", "--threads", "1",
+                       "--lr", "1e-3", "--lr-each", "2e-4"])
+
+    def peak(stage: str) -> float:
+        return torch.load(out / f"{stage}.ckpt", weights_only=True)["opt"]["param_groups"][0]["initial_lr"]
+
+    assert peak("shared") == pytest.approx(1e-3)
+    assert peak("prior0") == pytest.approx(2e-4) and peak("prior2") == pytest.approx(2e-4)
