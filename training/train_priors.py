@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--corr-prob", type=float, default=0.0,
                    help="share of patches with spatially correlated noise in the per-range stage")
     p.add_argument("--init", type=Path, default=None,
-                   help="a weights file (e.g. the shipped gray.pt): skip stage 1 and fine-tune its components")
+                   help="a weights file (e.g. the shipped gray.pt), or a stage checkpoint of a run with the same "
+                        "--arch/--width/--levels (e.g. its shared.portable.pt, then every component starts from "
+                        "it): skip stage 1 and fine-tune the components")
     p.add_argument("--init-lr", type=float, default=3e-4, help="Adam step size of the fine-tuning from --init")
     p.add_argument("--lr-each", type=float, default=None,
                    help="peak Adam step size of each range's fine-tuning after stage 1 (default: --lr)")
@@ -302,6 +304,10 @@ def main(argv: list[str] | None = None) -> None:
         images, held = images[: -args.holdout], images[-args.holdout :]
     args._eval = args.test or (held if args.holdout else None)  # where the Set PSNR is measured
     init = torch.load(args.init, map_location="cpu", weights_only=True) if args.init else None
+    if init is not None and "model" in init:  # a stage checkpoint (e.g. shared.portable.pt): every component
+        config = (BiasFreeUNet(args.channels, args.width, args.levels, args.convs) if args.arch == "unet"
+                  else BiasFreeDnCNN(args.channels, args.depth, args.width)).config()  # as its run's arguments say
+        init = {"config": config, **{f"prior{k}": init["model"] for k in range(len(RANGES_8BIT))}}
     if init is not None:
         shared = build_prior(init["config"])
         report = {"init": str(args.init)}

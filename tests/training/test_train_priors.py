@@ -58,3 +58,19 @@ def test_lr_each_sets_the_per_range_step_size_and_leaves_stage_1_alone(tmp_path)
 
     assert peak("shared") == pytest.approx(1e-3)
     assert peak("prior0") == pytest.approx(2e-4) and peak("prior2") == pytest.approx(2e-4)
+
+
+def test_init_from_a_stage_checkpoint_fine_tunes_every_component_from_it(tmp_path):
+    data = _images(tmp_path / "data", rgb=False)
+    common = ["--data", str(data), "--batch", "2", "--patch", "32", "--width", "8", "--levels", "2", "--threads", "1"]
+    train_priors.main([*common, "--out", str(tmp_path / "a"), "--steps-shared", "2", "--steps-each", "1"])
+    train_priors.main(["--data", "x", "--out", str(tmp_path / "a"), "--portable-only"])
+    shared = torch.load(tmp_path / "a" / "shared.portable.pt", weights_only=True)["model"]
+    out = tmp_path / "b"
+    train_priors.main([*common, "--out", str(out), "--init", str(tmp_path / "a" / "shared.portable.pt"),
+                       "--export-now"])  # no step: the components are the checkpoint's weights
+    weights = torch.load(out / "gray.pt", weights_only=True)
+    assert weights["config"]["levels"] == 2 and weights["config"]["width"] == 8
+    for k in range(3):
+        for name, value in shared.items():
+            torch.testing.assert_close(weights[f"prior{k}"][name], value.half())
