@@ -40,7 +40,7 @@ def single_priors(noisy: np.ndarray) -> list[np.ndarray]:
     arr = np.asarray(noisy, dtype=np.float64)[None]
     norm = fit_normalisation(arr)
     y = norm.to_model(arr)
-    priors = load_priors("cpu", correlated=estimate_noise(y).correlated)
+    priors = load_priors("cpu", "correlated" if estimate_noise(y).correlated else "independent")
     with torch.no_grad():
         yt = torch.from_numpy(y.astype(np.float32))[None]
         return [norm.image_to_input(p(yt)[0].numpy().astype(np.float64))[0] for p in priors]

@@ -31,3 +31,24 @@ def test_engine_files_are_what_denoise_runs(quality):
     # the front ends, the pipeline and the presets (carried whole by each cached row) do not key the engine
     for front in ("engine/presets.py", "_qt/denoise_widget.py", "pipeline/run.py", "cli.py"):
         assert pkg + front not in files
+
+
+def test_rows_skip_a_repeated_priors_only_and_add_the_grey_ablation_on_rgb(quality):
+    import argparse
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sets
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    args = argparse.Namespace(no_opponents=True, direct_prior=False, presets=["balanced", "variational"])
+    grey = sets.Item("g", np.zeros((8, 8)), np.zeros((8, 8)))
+    rgb = sets.Item("c", np.zeros((8, 8, 3)), np.zeros((8, 8, 3)), rgb=True)
+    rows = [t.method for t in quality.tasks_for("w2s", grey, args, "engine-x")]
+    # balanced runs no fit steps: its "priors only" would be the same computation
+    assert rows == ["scoredvi balanced", "priors only (variational)", "scoredvi variational"]
+    tasks = {t.method: t for t in quality.tasks_for("cc", rgb, args, "engine-x")}
+    ablation = tasks["scoredvi balanced (grey priors per channel)"]
+    assert ablation.settings["rgb"] is False and "rgb" not in tasks["scoredvi balanced"].settings

@@ -7,7 +7,7 @@ from napari_scoredvi.engine.priors import load_priors
 from napari_scoredvi.engine.priors.models import BiasFreeDnCNN, BiasFreeUNet, build_prior
 
 
-@pytest.mark.parametrize("name", ["gray.pt", "gray_corr.pt"])
+@pytest.mark.parametrize("name", ["gray.pt", "gray_corr.pt", "color.pt"])
 def test_shipped_weights_are_small_and_load_safely(name):
     ref = resources.files("napari_scoredvi.engine.priors").joinpath("weights", name)
     with resources.as_file(ref) as path:
@@ -16,13 +16,15 @@ def test_shipped_weights_are_small_and_load_safely(name):
     assert {"config", "ranges_8bit", "prior0"} <= set(state)
 
 
-@pytest.mark.parametrize("correlated", [False, True])
-def test_priors_are_blind_denoisers_that_reduce_gaussian_noise(correlated):
-    priors = load_priors("cpu", correlated=correlated)
+@pytest.mark.parametrize("prior_set", ["independent", "correlated", "colour"])
+def test_priors_are_blind_denoisers_that_reduce_gaussian_noise(prior_set):
+    priors = load_priors("cpu", prior_set)
     assert len(priors) == 3
     g = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
     clean = (0.3 + 0.4 * (xx > 0.5) + 0.2 * torch.sin(8 * yy))[None, None]
+    if prior_set == "colour":  # a colour image: R, G, B share the edges, in different proportions
+        clean = torch.cat([0.9 * clean, 0.6 * clean + 0.1, 0.3 * clean + 0.2], dim=1)
     for prior in priors:
         lo, hi = prior.noise_range
         sigma = max((lo + hi) / 2, 5 / 255)
@@ -60,6 +62,20 @@ def test_multichannel_is_served_channel_by_channel():
         out = prior(x)
         single = prior(x[:, 1:2])
     torch.testing.assert_close(out[:, 1:2], single)
+
+
+def test_colour_priors_denoise_rgb_jointly_and_refuse_other_channel_counts():
+    prior = load_priors("cpu", "colour")[0]
+    x = torch.rand(1, 3, 32, 32)
+    changed = x.clone()
+    changed[:, 0] = torch.rand(32, 32)  # a new red channel
+    with torch.no_grad():
+        out, out_changed = prior(x), prior(changed)
+        assert (out[:, 1] - out_changed[:, 1]).abs().max() > 1e-4  # green reads red too
+        with pytest.raises(ValueError, match="3 channels together, got 2"):
+            prior(x[:, :2])
+    with pytest.raises(ValueError, match="prior_set must be one of"):
+        load_priors("cpu", "rgb")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

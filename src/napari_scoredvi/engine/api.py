@@ -36,6 +36,17 @@ BETA0_RANGE = (1e-4, 0.05)  # bounds of the Gamma prior rate (noise variance, mo
 ProgressCallback = Callable[[int, int], object]
 
 
+def choose_prior_set(requested: str, correlated: bool, rgb: bool) -> str:
+    """The prior set a fit uses (a key of :data:`.priors.PRIOR_FILES`). ``requested`` is
+    :attr:`DenoiseSettings.priors`: ``auto`` gives the colour priors to an RGB image and, to anything
+    else, the priors trained for spatially correlated noise when ``correlated`` (measured), else the
+    independent-noise ones (docs/priors.md). ``independent`` or ``correlated`` forces that grey set,
+    channel by channel, also on RGB."""
+    if requested == "auto":
+        return "colour" if rgb else ("correlated" if correlated else "independent")
+    return requested
+
+
 def denoise_steps(
     image,
     settings: DenoiseSettings | None = None,
@@ -43,6 +54,7 @@ def denoise_steps(
     warm_start: WarmStart | None = None,
     posterior_std: bool = True,
     noise_model: NoiseModel | None = None,
+    rgb: bool = False,
 ) -> Generator[FitStep, None, DenoiseResult]:
     """The work of :func:`denoise` as a generator: yields a :class:`FitStep` after each Adam step,
     returns the :class:`DenoiseResult`.
@@ -50,14 +62,15 @@ def denoise_steps(
     settings: preset, device, seed (this image's), prior weight and prior set (default:
     ``DenoiseSettings()``). warm_start: the ``warm_start`` of an earlier result for a similar image
     (ignored unless made with the same preset, channel count and device). noise_model: a known
-    noise model of the image in model units (e.g. a calibration), instead of the estimate.
-    Closing the generator (or stopping to iterate it) cancels the fit. The first call tunes the
-    process's memory allocator (:mod:`.host_memory`: flat peak memory over many slices).
+    noise model of the image in model units (e.g. a calibration), instead of the estimate. rgb: the
+    channel axis holds the R, G, B of a colour image (see :func:`choose_prior_set`). Closing the
+    generator (or stopping to iterate it) cancels the fit. The first call tunes the process's memory
+    allocator (:mod:`.host_memory`: flat peak memory over many slices).
     """
     t0 = time.perf_counter()
     tune_allocator()
     settings = settings or DenoiseSettings()
-    arr = as_channels_first(image, channel_axis)  # float64 copy, (C, H, W)
+    arr = as_channels_first(image, channel_axis, rgb)  # float64 copy, (C, H, W)
     cfg = settings.preset
     dev = resolve_device(settings.device)
     lam = settings.lam
@@ -74,9 +87,8 @@ def denoise_steps(
     noise_std = mean_noise_std(y, list(noise.levels))
     lam_used = prior_weight(noise_std * 255.0, LAM0) if lam is None else float(lam)
     beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
-    # spatially correlated noise gets the priors trained on it (docs/priors.md)
-    correlated = noise.correlated if settings.priors == "auto" else settings.priors == "correlated"
-    priors = load_priors(dev, correlated=correlated)
+    prior_set = choose_prior_set(settings.priors, noise.correlated, rgb)
+    priors = load_priors(dev, prior_set)
     usable = warm_start is not None and warm_start.fits(cfg, int(y.shape[0]), str(dev))
     # a prior trained only on noise above that of the noisiest pixels smooths detail away
     # (docs/engine.md); the ranges ascend, so the priors kept are the first n. A warm-started
@@ -118,6 +130,7 @@ def denoise_steps(
                               for f, sc, off in zip(noise.levels, norm.scale, norm.offset)),
         noise_correlated=noise.correlated,
         noise_lag1=tuple(float(v) for v in noise.lag1),
+        prior_set=prior_set,
         prior_ranges_8bit=tuple(tuple(round(v * 255.0, 1) for v in p.noise_range) for p in priors),
         normalisation_offset=tuple(float(v) for v in norm.offset),
         normalisation_scale=tuple(float(v) for v in norm.scale),
@@ -139,6 +152,7 @@ def denoise(
     lam: float | None = None,
     warm_start: WarmStart | None = None,
     posterior_std: bool = True,
+    rgb: bool = False,
 ) -> DenoiseResult:
     """Denoise one 2D image (H, W), or a 2D image with a channel axis (RGB or multichannel).
 
@@ -150,10 +164,12 @@ def denoise(
     (e.g. :class:`Cancelled`) stops the fit and propagates. lam: prior weight; None picks it from
     the estimated noise level. warm_start: the ``warm_start`` of an earlier result for a similar image
     (e.g. the previous slice): the fit starts from those networks and runs fewer steps.
-    posterior_std: False skips the posterior std (2 x K prior passes); it is then all NaN.
+    posterior_std: False skips the posterior std (2 x K prior passes); it is then all NaN. rgb: the
+    channel axis (3 entries) holds R, G, B: the colour priors denoise them together; otherwise
+    every channel goes through the grey priors on its own.
     """
     settings = DenoiseSettings(preset, str(device), seed, lam)
-    steps = denoise_steps(image, settings, channel_axis, warm_start, posterior_std)
+    steps = denoise_steps(image, settings, channel_axis, warm_start, posterior_std, rgb=rgb)
     try:
         while True:
             event = next(steps)

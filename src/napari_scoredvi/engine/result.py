@@ -71,6 +71,8 @@ class DenoiseInfo:
     #: found pixel-independent. The noise-variance map is each pixel's own variance whatever this is; the
     #: mean of n pixels has about ``noise_estimate.region_variance_factor(*noise_lag1)`` times var / n
     noise_lag1: tuple[float, float] = (0.0, 0.0)
+    #: the prior set used: ``independent``, ``correlated`` (grey, channel by channel) or ``colour`` (RGB)
+    prior_set: str = ""
     #: the training noise ranges (8-bit units) of the prior denoisers used
     prior_ranges_8bit: tuple[tuple[float, float], ...] = ()
     #: per channel: model value = (input - offset) / scale

@@ -22,10 +22,11 @@ def check_dtype(dtype, message: str = "the image has dtype {dtype}; need an inte
     raise error(text.replace("{dtype}", str(dtype)))
 
 
-def as_channels_first(image, channel_axis: int | None) -> np.ndarray:
+def as_channels_first(image, channel_axis: int | None, rgb: bool = False) -> np.ndarray:
     """Validate ``image`` and return it as a new float64 array of shape (C, H, W).
 
-    ``image`` is (H, W), or 3-D with the channel axis given by ``channel_axis``.
+    ``image`` is (H, W), or 3-D with the channel axis given by ``channel_axis`` (with ``rgb``: 3
+    entries, R, G, B).
     Raises ``TypeError``/``ValueError`` whose message says what is wrong and what to do.
     The caller's array is never modified.
     """
@@ -63,6 +64,11 @@ def as_channels_first(image, channel_axis: int | None) -> np.ndarray:
                 f"channel axis {channel_axis} has {arr.shape[0]} entries, which looks like a stack, not channels "
                 f"(shape {np.asarray(image).shape}); denoise the slices one by one or pick the right channel_axis"
             )
+    if rgb and arr.shape[0] != 3:
+        raise ValueError(
+            f"rgb=True needs a channel axis of 3 entries (R, G, B), got shape {np.asarray(image).shape} with "
+            f"channel_axis={channel_axis}; drop the alpha channel (image[..., :3]) or pass rgb=False"
+        )
     h, w = arr.shape[-2:]
     if min(h, w) < MIN_SIDE:
         raise ValueError(

@@ -50,6 +50,7 @@ def denoise_stack_steps(
     channel_axis: int | None = None,
     posterior_std: bool = True,
     chain: int = CHAIN,
+    rgb: bool = False,
 ) -> Generator[SliceStep | tuple[int, DenoiseResult], None, list[int]]:
     """Denoise the slices ``numbers`` (slice numbers in the stack, any order) one after the other.
 
@@ -58,6 +59,7 @@ def denoise_stack_steps(
     ``numbers`` but start the chain of one that is are fitted too (their result is not written), so
     every slice gets the same result whatever subset is asked for. ``settings.warm_start=False`` fits
     every slice cold. ``posterior_std=False`` skips the posterior std (NaN in the results).
+    ``rgb``: the channel axis holds R, G, B (the colour priors; :func:`~napari_scoredvi.engine.api.denoise_steps`).
 
     Yields a :class:`SliceStep` after each iteration and ``(k, result)`` after each
     written slice. Closing the generator stops within an iteration. Returns the slice numbers
@@ -73,7 +75,8 @@ def denoise_stack_steps(
             state = None
         steps = None
         try:
-            steps = denoise_steps(read(k), settings.with_(seed=settings.seed + k), channel_axis, state, posterior_std)
+            steps = denoise_steps(read(k), settings.with_(seed=settings.seed + k), channel_axis, state, posterior_std,
+                                  rgb=rgb)
             while True:
                 event = next(steps)
                 yield SliceStep(k, event.step, event.total)
@@ -203,7 +206,7 @@ def denoise_slices(
         if done is not None:
             done[k] = 1  # only after the data
 
-    loop = denoise_stack_steps(read, numbers, write, settings, channel_axis, "posterior_std" in outputs)
+    loop = denoise_stack_steps(read, numbers, write, settings, channel_axis, "posterior_std" in outputs, rgb=rgb)
     try:
         while True:
             event = next(loop)

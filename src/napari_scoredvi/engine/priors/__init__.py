@@ -1,8 +1,9 @@
 """The score priors: K pre-trained bias-free blind Gaussian denoisers shipped with the package.
 
 ``load_priors`` returns one :class:`GaussianDenoiser` per mixture component. The weights were
-trained by ``python -m napari_scoredvi.priors.train`` (see docs/priors.md) on grayscale images;
-multichannel and RGB images are served channel by channel.
+trained by ``training/train_priors.py`` (see docs/priors.md): grayscale priors, which serve grey and
+multichannel images channel by channel, and colour priors, which denoise the R, G, B of an RGB image
+jointly.
 """
 
 from __future__ import annotations
@@ -17,23 +18,33 @@ from .models import build_prior
 
 WEIGHTS_FILE = "gray.pt"  # trained on pixel-independent noise
 CORRELATED_WEIGHTS_FILE = "gray_corr.pt"  # fine-tuned from it, half the patches with correlated noise
+COLOUR_WEIGHTS_FILE = "color.pt"  # RGB, half the per-range patches with correlated noise
+
+#: the prior sets a fit can use, by the name :attr:`DenoiseInfo.prior_set` records
+PRIOR_FILES = {"independent": WEIGHTS_FILE, "correlated": CORRELATED_WEIGHTS_FILE, "colour": COLOUR_WEIGHTS_FILE}
 
 
 class GaussianDenoiser(nn.Module):
     """A blind Gaussian denoiser with a deepinv-style ``forward(x, sigma)``.
 
-    ``x`` is (N, C, H, W) in [0, 1]-scaled units; every channel is denoised on its own by the
-    grayscale network. ``sigma`` is accepted for interface compatibility and ignored: the network
-    is blind (it reads the noise level, uniform or spatially varying, from ``x``).
+    ``x`` is (N, C, H, W) in [0, 1]-scaled units. A grayscale network denoises every channel on its
+    own; a colour network takes the C = 3 channels (R, G, B) together. ``sigma`` is accepted for
+    interface compatibility and ignored: the network is blind (it reads the noise level, uniform or
+    spatially varying, from ``x``).
     """
 
     def __init__(self, net: nn.Module, noise_range: tuple[float, float]) -> None:
         super().__init__()
         self.net = net
         self.noise_range = noise_range  # std range it was trained on, units of [0, 1] data
+        self.channels = int(getattr(net, "channels", 1))
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         n, c, h, w = x.shape
+        if self.channels > 1:
+            if c != self.channels:
+                raise ValueError(f"this prior denoises {self.channels} channels together, got {c}")
+            return self.net(x.contiguous(memory_format=self._format(x)))
         out = self.net(x.reshape(n * c, 1, h, w).contiguous(memory_format=self._format(x)))
         return out.reshape(n, c, h, w)
 
@@ -56,7 +67,7 @@ def self_ensemble(denoiser, x: torch.Tensor, n: int = 8) -> torch.Tensor:
     return out / n
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def _load_state(name: str) -> dict:
     ref = resources.files(__package__).joinpath("weights", name)
     with resources.as_file(ref) as path:
@@ -65,10 +76,13 @@ def _load_state(name: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_priors(device: torch.device | str = "cpu", correlated: bool = False) -> list[GaussianDenoiser]:
-    """The K shipped prior denoisers, in eval mode, without gradients, on ``device``; with
-    ``correlated``, those trained for spatially correlated noise too (docs/priors.md)."""
-    state = _load_state(CORRELATED_WEIGHTS_FILE if correlated else WEIGHTS_FILE)
+def load_priors(device: torch.device | str = "cpu", prior_set: str = "independent") -> list[GaussianDenoiser]:
+    """The K shipped prior denoisers of ``prior_set`` (a key of :data:`PRIOR_FILES`: ``independent``,
+    ``correlated`` for spatially correlated noise, ``colour`` for RGB; docs/priors.md), in eval mode,
+    without gradients, on ``device``."""
+    if prior_set not in PRIOR_FILES:
+        raise ValueError(f"prior_set must be one of {', '.join(PRIOR_FILES)}, got {prior_set!r}")
+    state = _load_state(PRIOR_FILES[prior_set])
     cfg = state["config"]
     ranges = state["ranges_8bit"].tolist()
     priors = []
