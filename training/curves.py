@@ -163,6 +163,25 @@ def _reference(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected LABEL=VALUE_DB, got {text!r}") from None
 
 
+def running_hours(train_log: Path, gap_s: float = 600.0) -> float:
+    """Hours the run was training: the sum of the gaps between consecutive time-stamped lines of its
+    ``train.log`` that are at most ``gap_s`` apart (a longer gap is a stop or a pause); 0 without a log."""
+    import datetime
+
+    stamps = []
+    try:
+        lines = train_log.read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
+        try:
+            stamps.append(datetime.datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+        except ValueError:
+            continue
+    gaps = ((b - a).total_seconds() for a, b in zip(stamps, stamps[1:]))
+    return sum(g for g in gaps if 0 <= g <= gap_s) / 3600
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print each run's table; with ``--plot``, also draw the figure. Returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -184,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             _warn(f"{run}: cannot read {curve}: {e}")
             continue
         runs[name] = rows
-        print(f"### {name}\n\n{markdown_table(rows)}\n")
+        hours = running_hours(curve.parent / "train.log")
+        wall = f"\ntraining wall time: {hours:.1f} h (train.log's lines at most 10 min apart)\n" if hours else ""
+        print(f"### {name}\n\n{markdown_table(rows)}\n{wall}")
     if not runs:
         return 1
     if args.plot:

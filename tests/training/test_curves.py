@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
 import curves  # noqa: E402
 
@@ -61,3 +63,11 @@ def test_plot_writes_a_png_atomically(tmp_path, capsys):
 
 def test_reference_label_may_hold_an_equals_sign():
     assert curves._reference("a=b=30.5") == ("a=b", 30.5)
+
+
+def test_running_hours_sums_the_log_gaps_without_the_pauses(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("2026-12-01 00:00:00 start\n2026-12-01 00:05:00 step 100\nnot a stamp\n"
+                   "2026-12-01 00:10:00 step 200\n2026-12-01 05:00:00 resumed\n2026-12-01 05:06:00 step 300\n")
+    assert curves.running_hours(log) == pytest.approx((10 + 6) / 60)
+    assert curves.running_hours(tmp_path / "missing.log") == 0.0
