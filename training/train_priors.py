@@ -106,6 +106,22 @@ def noise_std_map(clean: torch.Tensor, lo: float, hi: float, gen: torch.Generato
     return torch.where(mode == 2, shot, field)
 
 
+def mix_channels(z: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Correlate unit-variance noise ``z`` (N, C, P, P) across its channels in a random ``prob`` share
+    of the patches, as a camera's demosaicking and colour matrix do to sRGB noise: each picked patch's
+    noise becomes ``M z`` per pixel, ``M = I + s G`` with ``G`` standard normal (C x C) and ``s`` in
+    [0, 1.5], its rows normalised to unit length so every channel keeps unit variance; correlations of
+    either sign, up to nearly +-1."""
+    out = z.clone()
+    c = z.shape[1]
+    pick = torch.nonzero(torch.rand(z.shape[0], generator=gen) < prob).flatten().tolist()
+    for i in pick:
+        m = torch.eye(c) + 1.5 * torch.rand(1, generator=gen) * torch.randn(c, c, generator=gen)
+        m = m / m.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        out[i] = torch.einsum("cd,dhw->chw", m.to(z.dtype), z[i])
+    return out
+
+
 def correlate(noise: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
     """Make the noise (N, C, P, P) of a random ``prob`` share of the patches spatially correlated, as
     camera pipelines (demosaicking, on-chip binning/filtering) and some microscope cameras deliver it.
@@ -178,10 +194,12 @@ def train_stage(
     blur_prob: float = 0.0,
     corr_prob: float = 0.0,
     stage_lr: float | None = None,
+    cross_prob: float = 0.0,
 ) -> None:
     """Train ``model`` for ``steps`` Adam steps on noise in ``rng_8bit`` (a ``blur_prob`` share of
     the clean patches band-limited, see :func:`band_limit`, and a ``corr_prob`` share with spatially
-    correlated noise, see :func:`correlate`); checkpoint and resume."""
+    correlated noise, see :func:`correlate`, and a ``cross_prob`` share with noise correlated across
+    colour channels, see :func:`mix_channels`); checkpoint and resume."""
     ckpt = args.out / f"{name}.ckpt"
     opt = torch.optim.Adam(model.parameters(), lr=stage_lr or args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / steps)))
@@ -212,7 +230,11 @@ def train_stage(
         clean = sample_batch(images, args.batch, args.patch, gen)
         if blur_prob > 0:
             clean = band_limit(clean, blur_prob, tgen)
-        noise = noise_std_map(clean, lo, hi, tgen) * torch.randn(clean.shape, generator=tgen)
+        std = noise_std_map(clean, lo, hi, tgen)
+        z = torch.randn(clean.shape, generator=tgen)
+        if cross_prob > 0:
+            z = mix_channels(z, cross_prob, tgen)
+        noise = std * z
         if corr_prob > 0:
             noise = correlate(noise, corr_prob, tgen)
         noisy = clean + noise
@@ -260,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="share of band-limited (PSF-blurred) clean patches in the per-range stage")
     p.add_argument("--corr-prob", type=float, default=0.0,
                    help="share of patches with spatially correlated noise in the per-range stage")
+    p.add_argument("--cross-prob", type=float, default=0.0,
+                   help="colour (--channels 3): share of patches in the per-range stage whose noise is correlated "
+                        "across R, G, B (camera sRGB)")
     p.add_argument("--init", type=Path, default=None,
                    help="a weights file (e.g. the shipped gray.pt), or a stage checkpoint of a run with the same "
                         "--arch/--width/--levels (e.g. its shared.portable.pt, then every component starts from "
@@ -339,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
             log(f"prior{k}: exported after {steps} of {args.steps_each} steps")
         else:
             train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log, args.blur_prob,
-                        args.corr_prob, args.init_lr if init is not None else args.lr_each)
+                        args.corr_prob, args.init_lr if init is not None else args.lr_each, args.cross_prob)
             steps = args.steps_each
         report[f"prior{k}_steps"] = steps
         # half precision halves the shipped file; the loader casts back to float32

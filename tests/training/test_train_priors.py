@@ -74,3 +74,17 @@ def test_init_from_a_stage_checkpoint_fine_tunes_every_component_from_it(tmp_pat
     for k in range(3):
         for name, value in shared.items():
             torch.testing.assert_close(weights[f"prior{k}"][name], value.half())
+
+
+def test_mix_channels_correlates_colour_noise_and_keeps_each_channels_variance():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 3, 32, 32, generator=gen)
+    untouched = train_priors.mix_channels(z, 0.0, gen)
+    torch.testing.assert_close(untouched, z)
+    mixed = train_priors.mix_channels(z, 1.0, gen)
+    flat = mixed.transpose(0, 1).reshape(3, 64, -1)  # channel, patch, pixels
+    var = flat.var(dim=2)
+    assert ((var - 1).abs() < 0.15).all()  # every channel of every patch keeps unit variance
+    corr = torch.stack([torch.corrcoef(flat[:, i]) for i in range(64)])
+    off = corr[:, [0, 0, 1], [1, 2, 2]].abs()
+    assert off.max() > 0.6 and (off > 0.2).float().mean() > 0.5  # across channels, strongly for many
