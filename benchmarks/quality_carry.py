@@ -7,9 +7,12 @@ as it was (2026-11-30: the texture test of correlated noise and the posterior st
 ``quality.py`` does not score; W2S rows recomputed before carrying matched to 6 decimals). With
 ``--all``, every image's rows: for a change that leaves every denoised image as it was (2026-11-30:
 where the noise-variance map is read; ``fidelity.py``'s PSNR columns, before and after, show it).
+``--sets`` limits the carry to those sets: with ``--all``, for a change no image of the other sets
+can see (2026-12-01: new colour priors, which grey images never load).
 
     python benchmarks/quality_carry.py --from engine-7fddfd867afe2827
     python benchmarks/quality_carry.py --from engine-5bd4e8cd279cd31a --all
+    python benchmarks/quality_carry.py --from engine-... --all --sets w2s pg corr set12
 """
 import argparse
 import json
@@ -25,6 +28,8 @@ p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 p.add_argument("--from", dest="old", required=True, help="the engine key the rows were computed with")
 p.add_argument("--cache", type=Path, default=Path(__file__).parent / "results" / "ours_cache.json")
 p.add_argument("--all", action="store_true", help="carry every image's rows (the change left every denoised image)")
+p.add_argument("--sets", nargs="+", default=["w2s", "pg", "corr", "set12", "polyu", "cc"], choices=quality.SETS,
+               help="carry only these sets' rows")
 cli = p.parse_args()
 OLD = cli.old
 new_key = quality._engine_version()
@@ -32,7 +37,7 @@ path = cli.cache
 cache = json.load(open(path))
 args = SimpleNamespace(data=quality.sets.DATA, limit=None, per_source=2, conditions=None, sigma=25.0)
 carried = kept = 0
-for which in ("w2s", "pg", "corr", "set12", "polyu", "cc"):
+for which in cli.sets:
     for item in quality.load(which, args):
         arr = as_channels_first(item.noisy, -1 if item.rgb else None)
         y = fit_normalisation(arr).to_model(arr)
