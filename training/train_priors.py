@@ -151,7 +151,7 @@ def evaluate(model: torch.nn.Module, test: Path | list[np.ndarray],
              sigmas: tuple[int, ...] = (15, 25, 50)) -> dict[str, float]:
     """Mean PSNR (dB) on the images in the folder ``test`` (or the (H, W) / (C, H, W) images given)
     with i.i.d. Gaussian noise, fixed seed per image."""
-    images = load_images(test, model.channels) if isinstance(test, Path) else test
+    images = load_images(test, getattr(model, "channels", 1)) if isinstance(test, Path) else test
     model.eval()
     out = {}
     for s in sigmas:
