@@ -11,7 +11,7 @@ from napari_scoredvi.engine.priors.models import BiasFreeDnCNN, BiasFreeUNet, bu
 def test_shipped_weights_are_small_and_load_safely(name):
     ref = resources.files("napari_scoredvi.engine.priors").joinpath("weights", name)
     with resources.as_file(ref) as path:
-        assert path.stat().st_size < 5 * 2**20
+        assert path.stat().st_size < 16 * 2**20  # 3 x 2.17 M float16 parameters: 13 MB for the grey sets
         state = torch.load(path, weights_only=True)  # raises on anything but tensors/containers
     assert {"config", "ranges_8bit", "prior0"} <= set(state)
 
