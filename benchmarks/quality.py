@@ -24,7 +24,8 @@ PASS/FAIL: the fit's gain over priors only >= +0.3 dB (presets that run fit step
 fast`` (within 0.05 dB), and the default preset against the BM3D opponents (oracle BM3D, VST + BM3D);
 and those of issue 21 (stronger priors): PolyU >= 37.77 dB, CC >= oracle CBM3D, W2S above
 Noise2VST + FFDNet (when its rows are there), pg and corr +0.3 dB over the rows before it. On RGB sets
-``scoredvi balanced (grey priors per channel)`` is the ablation of the colour priors. Opponents
+``scoredvi balanced (colour priors)`` forces the colour priors, which the engine gives only to RGB with
+pixel-independent noise (camera sRGB gets the grey correlated-noise priors). Opponents
 are cached per image in ``results/opponents_cache.json`` (delete it to recompute). A missing
 optional package skips its rows, with the reason printed.
 
@@ -264,9 +265,9 @@ def tasks_for(which: str, item: sets.Item, args: argparse.Namespace, engine: str
             out.append(Task(which, item, f"priors only ({name})", "ours",
                             {"engine": engine, "preset": {**preset, "iterations": 0, "warm_iterations": 0}}))
         out.append(Task(which, item, f"scoredvi {name}", "ours", {"engine": engine, "preset": preset}))
-        if item.rgb and name == DEFAULT_PRESET:  # the ablation of the colour priors: the grey ones, per channel
-            out.append(Task(which, item, f"scoredvi {name} (grey priors per channel)", "ours",
-                            {"engine": engine, "preset": preset, "rgb": False}))
+        if item.rgb and name == DEFAULT_PRESET:  # the colour priors forced, against the engine's choice
+            out.append(Task(which, item, f"scoredvi {name} (colour priors)", "ours",
+                            {"engine": engine, "preset": preset, "priors": "colour"}))
     return out
 
 
@@ -301,12 +302,17 @@ def run_task(task: Task, args: argparse.Namespace) -> dict:
     if task.kind == "direct":
         d = direct_prior(item)
         return _scored(d["out"], {"seconds": d["seconds"]}, score)
-    from napari_scoredvi import denoise
+    from napari_scoredvi import DenoiseSettings, denoise_steps
     from napari_scoredvi.engine.presets import Preset
 
-    preset = Preset(**task.settings["preset"])
-    r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=preset, device=args.device, seed=0,
-                rgb=task.settings.get("rgb", item.rgb))
+    settings = DenoiseSettings(Preset(**task.settings["preset"]), args.device, 0,
+                               priors=task.settings.get("priors", "auto"))
+    steps = denoise_steps(item.noisy, settings, -1 if item.rgb else None, rgb=item.rgb)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        r = stop.value
     return _scored(r.denoised, {"seconds": r.info.seconds, "iterations": r.info.iterations,
                                 "retries": r.info.retries}, score)
 

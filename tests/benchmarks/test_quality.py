@@ -33,7 +33,7 @@ def test_engine_files_are_what_denoise_runs(quality):
         assert pkg + front not in files
 
 
-def test_rows_skip_a_repeated_priors_only_and_add_the_grey_ablation_on_rgb(quality):
+def test_rows_skip_a_repeated_priors_only_and_force_the_colour_priors_on_rgb(quality):
     import argparse
 
     import numpy as np
@@ -50,5 +50,5 @@ def test_rows_skip_a_repeated_priors_only_and_add_the_grey_ablation_on_rgb(quali
     # balanced runs no fit steps: its "priors only" would be the same computation
     assert rows == ["scoredvi balanced", "priors only (variational)", "scoredvi variational"]
     tasks = {t.method: t for t in quality.tasks_for("cc", rgb, args, "engine-x")}
-    ablation = tasks["scoredvi balanced (grey priors per channel)"]
-    assert ablation.settings["rgb"] is False and "rgb" not in tasks["scoredvi balanced"].settings
+    ablation = tasks["scoredvi balanced (colour priors)"]
+    assert ablation.settings["priors"] == "colour" and "priors" not in tasks["scoredvi balanced"].settings

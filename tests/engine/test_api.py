@@ -103,6 +103,18 @@ def test_rgb_gets_the_colour_priors_unless_a_grey_set_is_asked_for(tiny_preset):
         assert stop.value.info.prior_set == "independent"
     with pytest.raises(ValueError, match="3 entries"):
         denoise(np.dstack([rgb, rgb[..., :1]]), channel_axis=-1, rgb=True)
+    with pytest.raises(ValueError, match="needs an RGB image"):
+        next(denoise_steps(rgb, DenoiseSettings(tiny_preset, "cpu", priors="colour"), -1))
+
+
+def test_the_prior_set_rule():
+    from napari_scoredvi.engine.api import choose_prior_set
+
+    # measured correlated noise (camera sRGB) keeps the grey correlated-noise priors, also on RGB
+    assert [choose_prior_set("auto", c, rgb) for c in (False, True) for rgb in (False, True)] == [
+        "independent", "colour", "correlated", "correlated"]
+    assert choose_prior_set("colour", True, True) == "colour"
+    assert choose_prior_set("independent", False, True) == "independent"
 
 
 def test_progress_reports_and_cancel_stops(tiny_preset):

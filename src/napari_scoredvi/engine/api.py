@@ -38,13 +38,19 @@ ProgressCallback = Callable[[int, int], object]
 
 def choose_prior_set(requested: str, correlated: bool, rgb: bool) -> str:
     """The prior set a fit uses (a key of :data:`.priors.PRIOR_FILES`). ``requested`` is
-    :attr:`DenoiseSettings.priors`: ``auto`` gives the colour priors to an RGB image and, to anything
-    else, the priors trained for spatially correlated noise when ``correlated`` (measured), else the
-    independent-noise ones (docs/priors.md). ``independent`` or ``correlated`` forces that grey set,
-    channel by channel, also on RGB."""
-    if requested == "auto":
-        return "colour" if rgb else ("correlated" if correlated else "independent")
-    return requested
+    :attr:`DenoiseSettings.priors`. ``auto``: the grey priors trained for spatially correlated noise
+    when ``correlated`` (measured), also on RGB, where they beat the colour priors on camera sRGB
+    (docs/priors.md); else the colour priors for an RGB image and the independent-noise ones for
+    anything else. ``independent`` or ``correlated`` forces that grey set, channel by channel, also on
+    RGB; ``colour`` forces the colour priors, for an RGB image only (ValueError otherwise)."""
+    if requested == "colour" and not rgb:
+        raise ValueError("priors='colour' needs an RGB image: pass rgb=True with a 3-entry channel_axis, "
+                         "or pick 'auto', 'independent' or 'correlated'")
+    if requested != "auto":
+        return requested
+    if correlated:
+        return "correlated"
+    return "colour" if rgb else "independent"
 
 
 def denoise_steps(
@@ -165,8 +171,9 @@ def denoise(
     the estimated noise level. warm_start: the ``warm_start`` of an earlier result for a similar image
     (e.g. the previous slice): the fit starts from those networks and runs fewer steps.
     posterior_std: False skips the posterior std (2 x K prior passes); it is then all NaN. rgb: the
-    channel axis (3 entries) holds R, G, B: the colour priors denoise them together; otherwise
-    every channel goes through the grey priors on its own.
+    channel axis (3 entries) holds R, G, B: where the noise is pixel-independent the colour priors
+    denoise them together (:func:`choose_prior_set`); otherwise every channel goes through the grey
+    priors on its own.
     """
     settings = DenoiseSettings(preset, str(device), seed, lam)
     steps = denoise_steps(image, settings, channel_axis, warm_start, posterior_std, rgb=rgb)

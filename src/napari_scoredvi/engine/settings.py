@@ -9,8 +9,9 @@ import numpy as np
 
 from .presets import Preset, get_preset
 
-#: the prior sets the engine can use (``auto``: chosen from the measured noise correlation)
-PRIOR_SETS = ("auto", "independent", "correlated")
+#: the prior sets the engine can use (``auto``: chosen from the image's kind and the measured noise
+#: correlation, :func:`~napari_scoredvi.engine.api.choose_prior_set`; ``colour``: RGB images only)
+PRIOR_SETS = ("auto", "independent", "correlated", "colour")
 
 
 def check_lam(lam) -> float | None:
@@ -32,8 +33,9 @@ class DenoiseSettings:
     seed: the image's seed; in a stack slice ``k`` is fitted with seed ``seed + k``. lam: prior
     weight, None = from the noise level. warm_start (stacks): start each slice's fit from the
     previous slice's networks (docs/engine.md). priors: which prior set: ``auto`` (the
-    correlated-noise priors where the engine measures correlated noise), ``independent`` or
-    ``correlated`` (docs/priors.md).
+    correlated-noise priors where the engine measures correlated noise, the colour priors for an RGB
+    image with pixel-independent noise), ``independent``, ``correlated`` or ``colour`` (RGB only;
+    docs/priors.md).
     """
 
     preset: Preset = field(default_factory=lambda: get_preset("balanced"))
