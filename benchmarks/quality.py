@@ -114,8 +114,8 @@ def _scored(out: np.ndarray, info: dict, score: opponents.Score) -> dict:
 def direct_prior(item: sets.Item) -> dict:
     """The shipped prior whose noise range holds the estimated noise std, applied once, no fit, no
     ensemble: the ``prior denoiser alone`` row of ``--direct-prior``. The prior set is the engine's
-    choice: the colour priors for RGB, else the correlated-noise priors when the engine finds the
-    noise spatially correlated (docs/priors.md)."""
+    choice (``choose_prior_set``): the correlated-noise priors when the engine finds the noise
+    spatially correlated, else the colour priors for RGB and the independent-noise ones for grey."""
     import torch
 
     from napari_scoredvi.engine.api import choose_prior_set
