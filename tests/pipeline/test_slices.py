@@ -108,7 +108,7 @@ def test_denoise_slices_rgba_keeps_alpha_and_averages_the_maps():
     events = list(gen)
     assert [ev.position for ev in events if isinstance(ev, SliceDone)] == [(1,)]
     assert (den[1, ..., 3] == 255).all() and den[1, ..., :3].std() > 0 and not den[0].any()
-    joint = denoise(rgba[1, ..., :3], channel_axis=-1, preset=WARM, device="cpu", seed=1)
+    joint = denoise(rgba[1, ..., :3], channel_axis=-1, preset=WARM, device="cpu", seed=1, rgb=True)
     np.testing.assert_allclose(den[1, ..., :3], joint.denoised)
     np.testing.assert_allclose(var[1], joint.noise_variance.mean(-1), rtol=1e-6)
     assert (std[1] > 0).all() and not var[0].any()
