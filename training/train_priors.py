@@ -259,6 +259,14 @@ def train_stage(
             tmp.replace(ckpt)  # atomic: a kill never leaves a half-written checkpoint
 
 
+def new_network(args: argparse.Namespace) -> torch.nn.Module:
+    """The untrained prior network that ``--arch``, ``--channels``, ``--width``, ``--levels``,
+    ``--convs`` and ``--depth`` describe."""
+    if args.arch == "unet":
+        return BiasFreeUNet(args.channels, args.width, args.levels, args.convs)
+    return BiasFreeDnCNN(args.channels, args.depth, args.width)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder of clean training images")
@@ -330,16 +338,14 @@ def main(argv: list[str] | None = None) -> None:
     args._eval = args.test or (held if args.holdout else None)  # where the Set PSNR is measured
     init = torch.load(args.init, map_location="cpu", weights_only=True) if args.init else None
     if init is not None and "model" in init:  # a stage checkpoint (e.g. shared.portable.pt): every component
-        config = (BiasFreeUNet(args.channels, args.width, args.levels, args.convs) if args.arch == "unet"
-                  else BiasFreeDnCNN(args.channels, args.depth, args.width)).config()  # as its run's arguments say
+        config = new_network(args).config()  # as its run's arguments say
         init = {"config": config, **{f"prior{k}": init["model"] for k in range(len(RANGES_8BIT))}}
     if init is not None:
         shared = build_prior(init["config"])
         report = {"init": str(args.init)}
     else:
         union = (min(r[0] for r in RANGES_8BIT), max(r[1] for r in RANGES_8BIT))
-        shared = (BiasFreeUNet(args.channels, args.width, args.levels, args.convs) if args.arch == "unet"
-                  else BiasFreeDnCNN(args.channels, args.depth, args.width))
+        shared = new_network(args)
         train_stage("shared", shared, images, union, args.steps_shared, args, log)
         report = {}
         if args._eval:
