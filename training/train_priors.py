@@ -1,6 +1,6 @@
 """Train the K bias-free blind Gaussian denoisers that serve as ScoreDVI's score priors.
 
-Run ``python -m napari_scoredvi.engine.priors.train --data ../shared/datasets/bsd/train --out DIR``.
+Run ``python training/train_priors.py --data ../shared/datasets/bsd/train --out DIR``.
 Stage 1 trains one blind denoiser over the union of all noise ranges; stage 2 fine-tunes a copy of it
 for each component's own range, with half of the clean patches band-limited by a random Gaussian PSF
 as microscope images are (``--blur-prob``). Noise is Gaussian with a spatially varying std, so the priors accept
@@ -10,7 +10,8 @@ and resumes from there when the command is run again; a finished stage is skippe
 PNG/TIFF/JPEG training images; intensities in [0, 1]. ``--channels 3`` trains colour priors on RGB
 images (e.g. CBSD432; each channel gets its own noise draw, with the same std map), written to
 ``color.pt`` instead of ``gray.pt``; ``--holdout N`` keeps the last N training images out of training
-as the test set when there is no separate one.
+as the test set when there is no separate one. The weights file holds the networks in the shipped form
+(large kernels as 8-bit integers: ``engine/priors/storage.py``); ``--pack FILE`` converts an older one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_scoredvi.engine.priors.models import BiasFreeDnCNN, BiasFreeUNet, build_prior
+from napari_scoredvi.engine.priors.storage import pack_state, unpack_state
 
 #: Noise-std range of each mixture component, in 8-bit units (std * 255).
 RANGES_8BIT: tuple[tuple[float, float], ...] = ((0.0, 20.0), (15.0, 45.0), (35.0, 90.0))
@@ -176,6 +178,16 @@ def write_portable(ckpt: Path) -> Path:
     return out
 
 
+def pack_file(path: Path) -> int:
+    """Rewrite the weights file ``path`` in place (atomically) in the shipped form; its new size in bytes."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state.update({k: pack_state(unpack_state(v)) for k, v in state.items() if k.startswith("prior")})
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path.stat().st_size
+
+
 def record_curve(out: Path, name: str, step: int, psnr_db: dict[str, float], log) -> None:
     """Append one point of the learning curve (Set PSNR in dB against Adam steps) to ``out/curve.jsonl``."""
     log(f"{name}: step {step} Set PSNR {psnr_db}")
@@ -312,7 +324,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--portable-only", action="store_true",
                    help="train nothing: write OUT/<stage>.portable.pt (float16 weights, step) from each checkpoint "
                         "in OUT, small enough to commit, and exit")
+    p.add_argument("--pack", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="train nothing: rewrite these weights files (written before packing, float16) in the "
+                        "shipped form, large kernels as 8-bit integers (engine/priors/storage.py), and exit")
     args = p.parse_args(argv)
+    if args.pack:
+        for path in args.pack:
+            print(f"packed {path}: {pack_file(path)} bytes")
+        return
     if args.portable_only:
         for ckpt in sorted(args.out.glob("*.ckpt")):
             print(f"wrote {write_portable(ckpt)}")
@@ -357,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     for k, rng in enumerate(RANGES_8BIT):
         model = build_prior(shared.config())
         if init is not None:
-            model.load_state_dict({n: t.float() for n, t in init[f"prior{k}"].items()})
+            model.load_state_dict(unpack_state(init[f"prior{k}"]))
         else:
             model.load_state_dict(shared.state_dict())
         ckpt = args.out / f"prior{k}.ckpt"
@@ -373,8 +392,8 @@ def main(argv: list[str] | None = None) -> None:
                         args.corr_prob, args.init_lr if init is not None else args.lr_each, args.cross_prob)
             steps = args.steps_each
         report[f"prior{k}_steps"] = steps
-        # half precision halves the shipped file; the loader casts back to float32
-        weights[f"prior{k}"] = {n: t.to(torch.float16) for n, t in model.state_dict().items()}
+        weights[f"prior{k}"] = pack_state(model.state_dict())  # the shipped form (engine/priors/storage.py)
+        model.load_state_dict(unpack_state(weights[f"prior{k}"]))  # report the weights as shipped
         if args._eval:
             report[f"prior{k}_psnr"] = evaluate(model, args._eval)
             log(f"prior{k} {rng}: Set PSNR {report[f'prior{k}_psnr']}")

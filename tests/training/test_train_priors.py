@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
 import train_priors  # noqa: E402
 
 from napari_scoredvi.engine.priors.models import build_prior  # noqa: E402
+from napari_scoredvi.engine.priors.storage import unpack_state  # noqa: E402
 
 
 def _images(folder: Path, rgb: bool, n: int = 4) -> Path:
@@ -88,3 +89,21 @@ def test_mix_channels_correlates_colour_noise_and_keeps_each_channels_variance()
     corr = torch.stack([torch.corrcoef(flat[:, i]) for i in range(64)])
     off = corr[:, [0, 0, 1], [1, 2, 2]].abs()
     assert off.max() > 0.6 and (off > 0.2).float().mean() > 0.5  # across channels, strongly for many
+
+
+def test_pack_rewrites_a_float16_weights_file_smaller_and_with_nearly_the_same_output(tmp_path):
+    net = build_prior({"arch": "unet", "channels": 1, "width": 16, "levels": 2})
+    path = tmp_path / "gray.pt"
+    torch.save({"config": net.config(), "ranges_8bit": torch.tensor([[0, 20]]),
+                "prior0": {n: t.half() for n, t in net.state_dict().items()}}, path)
+    before = path.stat().st_size
+    train_priors.main(["--data", "x", "--out", "x", "--pack", str(path)])
+    assert path.stat().st_size < 0.75 * before
+    packed = torch.load(path, weights_only=True)
+    assert any(t.dtype == torch.int8 for t in packed["prior0"].values())
+    unpacked = build_prior(packed["config"])
+    unpacked.load_state_dict(unpack_state(packed["prior0"]))
+    net.load_state_dict({n: t.half().float() for n, t in net.state_dict().items()})
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert (unpacked(x) - net(x)).abs().max() < 0.02 * net(x).abs().max()

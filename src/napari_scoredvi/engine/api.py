@@ -95,7 +95,7 @@ def denoise_steps(
     beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
     prior_set = choose_prior_set(settings.priors, noise.correlated, rgb)
     priors = load_priors(dev, prior_set)
-    usable = warm_start is not None and warm_start.fits(cfg, int(y.shape[0]), str(dev))
+    usable = warm_start is not None and warm_start.fits(cfg, int(y.shape[0]), str(dev), prior_set)
     # a prior trained only on noise above that of the noisiest pixels smooths detail away
     # (docs/engine.md); the ranges ascend, so the priors kept are the first n. A warm-started
     # slice keeps the priors of its chain's head, whose networks it continues.
@@ -120,7 +120,7 @@ def denoise_steps(
     info = DenoiseInfo(
         **about,
         iterations=out.iterations,
-        warm_start=usable,  # a state made for another preset, channel count or device is ignored
+        warm_start=usable,  # a state made for another preset, channel count, device or prior set is ignored
         retries=out.retries,
         diverged=out.diverged,
         drift_ratio=out.drift_ratio,
@@ -143,7 +143,7 @@ def denoise_steps(
         final_terms=out.final_terms,
         seconds=time.perf_counter() - t0,
     )
-    state = WarmStart(cfg, int(y.shape[0]), str(dev), n, out.state)
+    state = WarmStart(cfg, int(y.shape[0]), str(dev), prior_set, n, out.state)
     return DenoiseResult(denoised.astype(np.float32), variance.astype(np.float32), std.astype(np.float32), info,
                          state)
 

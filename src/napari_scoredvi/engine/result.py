@@ -97,18 +97,20 @@ def _plain(value):
 @dataclass(frozen=True)
 class WarmStart:
     """The fitted networks of one image, to start the fit of the next, similar image (the next slice
-    of a stack). Used only for the same preset, channel count and device; the next image keeps the
-    first ``components`` priors, whose networks these are."""
+    of a stack). Used only for the same preset, channel count, device and prior set (networks fitted
+    around one set's estimates are no start for another's); the next image keeps the first
+    ``components`` priors, whose networks these are."""
 
     preset: Preset
     channels: int
     device: str
+    prior_set: str
     components: int
     nets: dict[str, torch.Tensor] = field(repr=False)
 
-    def fits(self, preset: Preset, channels: int, device: str) -> bool:
+    def fits(self, preset: Preset, channels: int, device: str, prior_set: str) -> bool:
         """Whether this state can start a fit with these settings."""
-        return (self.preset, self.channels, self.device) == (preset, channels, device)
+        return (self.preset, self.channels, self.device, self.prior_set) == (preset, channels, device, prior_set)
 
 
 @dataclass

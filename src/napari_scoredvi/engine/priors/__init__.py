@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .models import build_prior
+from .storage import unpack_state
 
 WEIGHTS_FILE = "gray.pt"  # trained on pixel-independent noise
 CORRELATED_WEIGHTS_FILE = "gray_corr.pt"  # fine-tuned from it, half the patches with correlated noise
@@ -88,7 +89,7 @@ def load_priors(device: torch.device | str = "cpu", prior_set: str = "independen
     priors = []
     for k, rng in enumerate(ranges):
         net = build_prior(cfg)
-        net.load_state_dict({n: t.float() for n, t in state[f"prior{k}"].items()})  # shipped as float16
+        net.load_state_dict(unpack_state(state[f"prior{k}"]))
         if torch.device(device).type == "cpu":
             net = net.to(memory_format=torch.channels_last)
         prior = GaussianDenoiser(net, (rng[0] / 255.0, rng[1] / 255.0)).to(device, torch.float32).eval()
