@@ -161,7 +161,8 @@ def _add_denoise_parser(sub) -> None:
                                   "(e.g. ZYX, TYX, TZCYX); needed only if the file does not say")
     d.add_argument("--channel-axis", type=int, default=None, metavar="N",
                    help="denoise the channels along dimension N (counted from 0) together as one multichannel "
-                        "image; by default every channel is denoised on its own")
+                        "image; by default every channel is denoised on its own, except the R, G, B of an RGB "
+                        "TIFF, which go together through the colour priors")
     d.add_argument("--preset", choices=list(PRESETS), default="balanced",
                    help="speed/quality (default: %(default)s)")
     d.add_argument("--device", choices=list(DEVICE_CHOICES), default="auto",

@@ -328,3 +328,38 @@ def test_cluster_without_shared_files_sends_slices_and_writes_here(tmp_path, sta
     assert provenance(remote.path)["status"] == "complete" and provenance(remote.path)["parameters"]["input"] == ""
     np.testing.assert_allclose(read(remote.path), read(local.path), rtol=1e-4, atol=1e-3)
     assert np.isfinite(read(remote.path, "posterior_std")).all()
+
+
+def _rgb(stack: np.ndarray) -> np.ndarray:
+    """(..., Y, X, 3) uint8 colour frames from the noisy stack: R, G, B share the structure."""
+    s = stack.astype(np.float64) / stack.max()
+    return np.clip(255 * np.stack([0.9 * s, 0.6 * s + 0.1, 0.3 * s + 0.2], axis=-1), 0, 255).astype(np.uint8)
+
+
+def test_rgb_tiff_goes_through_the_colour_priors_channels_first(tmp_path, stack, caplog):
+    src = tmp_path / "rgb.tif"
+    rgb = _rgb(stack[0])
+    tifffile.imwrite(src, rgb, photometric="rgb")
+    before = checksums(src)
+    out = denoise_volume(src, tmp_path / "out.zarr", **RUN)
+    assert checksums(src) == before
+    meta = provenance(out)
+    assert meta["parameters"]["rgb"] is True and meta["parameters"]["channel_axis"] == 0
+    assert meta["slices"]["0"]["prior_set"] == "colour"
+    assert [a["name"] for a in multiscale(out)["axes"]] == ["c", "y", "x"]
+    ref = denoise(np.moveaxis(rgb, -1, 0), channel_axis=0, rgb=True, seed=0, **ONE)
+    np.testing.assert_allclose(read(out), ref.denoised, rtol=1e-6, atol=1e-4)
+    assert read(out, "noise_variance").shape == (3, 32, 40)
+
+    # a stack of RGB frames without axis metadata: dimension 0 is taken as Z, with a note saying so
+    caplog.set_level(logging.WARNING, logger="napari_scoredvi")
+    tifffile.imwrite(tmp_path / "rgbz.tif", _rgb(stack[:2]), photometric="rgb")
+    vol = open_volume(tmp_path / "rgbz.tif")
+    assert (vol.axes, vol.array.shape, vol.rgb) == ("ZCYX", (2, 3, 32, 40), True)
+    assert "as a stack of 2D RGB frames (Z); pass --axes TCYX" in caplog.text
+
+    # RGBA: alpha is no intensity to denoise; refused before any output exists
+    tifffile.imwrite(tmp_path / "rgba.tif", np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), photometric="rgb")
+    with pytest.raises(ValueError, match="RGB with 4 samples per pixel"):
+        denoise_volume(tmp_path / "rgba.tif", tmp_path / "rgba.zarr", **RUN)
+    assert not (tmp_path / "rgba.zarr").exists()

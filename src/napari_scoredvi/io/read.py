@@ -52,7 +52,8 @@ class Volume:
     scale: physical size of one step along each axis (1.0 where unknown). units: NGFF unit name per
     axis letter, where known. axes_from_metadata: True if axes came from OME/ImageJ/NGFF metadata.
     source: the file it is read from ("" for an in-memory array). name: what an in-memory array is
-    called (a napari layer's name), recorded in the provenance so that a resume checks it.
+    called (a napari layer's name), recorded in the provenance so that a resume checks it. rgb: the
+    ``C`` axis holds R, G, B (an RGB TIFF's interleaved samples, moved before Y and X).
     """
 
     array: da.Array
@@ -62,6 +63,7 @@ class Volume:
     axes_from_metadata: bool = False
     source: str = ""
     name: str = ""
+    rgb: bool = False
 
 
 def ngff_unit(unit) -> str | None:
@@ -89,7 +91,7 @@ def check_axes(axes: str, shape: tuple[int, ...]) -> str:
     if axes[-2:] != "YX":
         raise ValueError(
             f"the last two axes must be Y and X (got {axes!r} for shape {shape}); the batch command denoises "
-            "2D Y-X slices. Images with interleaved colour samples (Y X S) are not supported yet"
+            "2D Y-X slices; put a channel or colour axis before Y and X (RGB TIFFs are read so)"
         )
     return axes
 
@@ -159,6 +161,10 @@ def open_volume(path: str | Path, axes: str | None = None) -> Volume:
             vol.axes, vol.scale = DEFAULT_3D_AXES, [1.0] * 3
             log.warning(f"{str(path)!r} does not say what its axes are: treating dimension 0 ({shape[0]} entries) "
                         "as a stack of 2D frames (Z); pass --axes TYX if it is time, or --axes CYX for channels")
+        elif len(shape) == 4 and vol.rgb and vol.axes.endswith("CYX"):  # a plain stack of RGB frames
+            vol.axes, vol.scale = "ZCYX", [1.0] * 4
+            log.warning(f"{str(path)!r} does not say what its axes are: treating dimension 0 ({shape[0]} entries) "
+                        "as a stack of 2D RGB frames (Z); pass --axes TCYX if it is time")
         else:
             raise ValueError(
                 f"input {str(path)!r} has shape {shape} but does not say what its axes are; pass them, "
@@ -177,7 +183,10 @@ def _open_tiff(p: Path) -> Volume:
         with _tifffile_messages() as messages:
             with tifffile.TiffFile(p) as tif:
                 series = tif.series[0]
-                axes = series.axes.upper().replace("S", "C")
+                interleaved = series.axes.upper().endswith("YXS")  # colour samples after X, e.g. RGB
+                colour = (series.keyframe.photometric, series.keyframe.samplesperpixel)
+                axes = series.axes.upper()
+                axes = (axes[:-3] + "SYX" if interleaved else axes).replace("S", "C")
                 if _planes_only_by_photometric(series):
                     axes = ""  # 3 or 4 planes tagged RGB(A) by the writer (tifffile's default): unknown axes
                 try:
@@ -188,6 +197,8 @@ def _open_tiff(p: Path) -> Volume:
                 beyond_end = _data_end(series) > p.stat().st_size
             store = tifffile.imread(p, aszarr=True, series=0, level=0)
             arr = da.from_zarr(zarr.open_array(store, mode="r"))
+            if interleaved:  # Y X S -> S Y X: the slices stay Y-X planes (a lazy view, nothing is read)
+                arr = da.moveaxis(arr, -1, -3)
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
         raise ValueError(f"could not read {str(p)!r} as a TIFF ({type(exc).__name__}: {exc})") from exc
     damage = [m for m in messages if any(word in m.lower() for word in _DAMAGE_WORDS)]
@@ -197,9 +208,23 @@ def _open_tiff(p: Path) -> Volume:
                          "copy or export it again from the original")
     for message in messages:  # harmless oddities, each said once (tifffile repeats them per open)
         log.warning(f"{p.name}: {message}")
+    rgb = interleaved and _is_rgb(p, *colour)
     if len(axes) != arr.ndim:  # tifffile reports squeezed axes; fall back to asking the user
         axes, scale, units, from_meta = "", [1.0] * arr.ndim, {}, False
-    return Volume(arr, axes, scale, units, from_meta, str(p))
+    return Volume(arr, axes, scale, units, from_meta, str(p), rgb=rgb)
+
+
+def _is_rgb(p: Path, photometric, samples: int) -> bool:
+    """Whether interleaved TIFF samples are R, G, B (colour priors); raises ValueError for RGB with
+    extra samples (alpha), which is not an intensity to denoise."""
+    import tifffile
+
+    if photometric != tifffile.PHOTOMETRIC.RGB:
+        return False  # other interleaved samples: channels, denoised one by one
+    if samples != 3:
+        raise ValueError(f"{str(p)!r} is RGB with {samples} samples per pixel (alpha or extra "
+                         "samples); save it as plain RGB (3 samples) first, e.g. in Fiji: Image > Type > RGB Color")
+    return True
 
 
 def _planes_only_by_photometric(series) -> bool:

@@ -90,7 +90,8 @@ def run_chain(job: SliceJob, numbers: list[int], planes: dict[int, np.ndarray] |
         outputs, done = {name: _Returned() for name in job.outputs}, None
     results: list = []
     last_check = 0.0
-    gen = denoise_slices(data, job.grid, numbers, outputs, job.settings, done=done)
+    gen = denoise_slices(data, job.grid, numbers, outputs, job.settings, rgb=job.rgb, done=done,
+                         channels_last=False)
     try:
         while True:
             event = next(gen)

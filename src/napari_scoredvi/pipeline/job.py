@@ -19,6 +19,7 @@ class SliceJob:
 
     input_path: where workers read the input ("" when the slices are sent with each task).
     write_here: workers write the output store themselves (else they return the slices' arrays).
+    rgb: the channel axis holds R, G, B, denoised together by the colour priors (an RGB TIFF).
     """
 
     input_path: str
@@ -30,6 +31,7 @@ class SliceJob:
     settings: DenoiseSettings
     run_id: str = ""
     write_here: bool = True
+    rgb: bool = False
 
     def label(self, k: int) -> dict[str, int]:
         """Slice ``k``'s position by axis letter, e.g. ``{"T": 0, "Z": 3}``."""
@@ -48,8 +50,11 @@ def slice_text(label: dict[str, int]) -> str:
 def make_job(vol: Volume, in_path: Path | None, out_path: Path, channel_axis, settings: DenoiseSettings,
              posterior_std: bool) -> SliceJob:
     """The job of denoising every 2D slice of ``vol`` into ``out_path`` (ValueError for a
-    ``channel_axis`` that is not one of the non-Y/X dimensions)."""
+    ``channel_axis`` that is not one of the non-Y/X dimensions). An RGB volume's ``C`` axis is the
+    channel axis unless another is given; R, G, B then go through the colour priors together."""
     ndim = len(vol.axes)
+    if channel_axis is None and vol.rgb and "C" in vol.axes:
+        channel_axis = vol.axes.index("C")
     if channel_axis is not None:
         ok = isinstance(channel_axis, (int, np.integer)) and -ndim <= channel_axis < ndim
         if not ok or not int(channel_axis) % ndim < ndim - 2:
@@ -60,4 +65,6 @@ def make_job(vol: Volume, in_path: Path | None, out_path: Path, channel_axis, se
         channel_axis = int(channel_axis) % ndim
     grid = SliceGrid(tuple(int(s) for s in vol.array.shape), tuple(d for d in range(ndim - 2) if d != channel_axis))
     outputs = OUTPUTS + ((POSTERIOR_STD,) if posterior_std else ())
-    return SliceJob(str(in_path) if in_path else "", vol.axes, str(out_path), outputs, grid, channel_axis, settings)
+    rgb = vol.rgb and channel_axis is not None and vol.axes[channel_axis] == "C"
+    return SliceJob(str(in_path) if in_path else "", vol.axes, str(out_path), outputs, grid, channel_axis, settings,
+                    rgb=rgb)

@@ -35,6 +35,8 @@ def run_parameters(job: SliceJob, vol: Volume) -> dict:
               "warm_start": s.warm_start}
     if s.priors != "auto":  # stores made before the choice existed used "auto" and stay resumable
         params["priors"] = s.priors
+    if job.rgb:  # likewise: only RGB runs, which did not exist before, record it
+        params["rgb"] = True
     return params
 
 

@@ -111,7 +111,8 @@ class StackRun:
 
     def _local(self) -> Generator[SliceStep | SliceDone | SliceFailed, None, None]:
         outcome = yield from denoise_slices(self.volume.array, self.job.grid, self.todo, self.store.arrays(),
-                                            self.job.settings, done=self.store.done_flags)
+                                            self.job.settings, rgb=self.job.rgb, done=self.store.done_flags,
+                                            channels_last=False)
         if outcome.failed is not None:
             yield outcome.failed
 

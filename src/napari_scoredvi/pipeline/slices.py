@@ -165,16 +165,19 @@ def denoise_slices(
     rgb: bool = False,
     done=None,
     total: int | None = None,
+    channels_last: bool | None = None,
 ) -> Generator[SliceStep | SliceDone, None, SlicesOutcome]:
     """Denoise the 2D slices ``numbers`` of ``data`` (slice numbers of ``grid``) into ``outputs``.
 
     outputs: ``{"denoised": array, "noise_variance": array}`` and optionally ``"posterior_std"``
     (computed only when present): arrays with ``data``'s shape (numpy, or the zarr arrays of an
     output store), written slice by slice. A dimension kept whole besides Y and X is a channel axis,
-    denoised jointly. ``rgb=True``: ``data`` is RGB(A) with channels last; R, G, B are denoised
-    jointly, alpha is copied, and the variance / std outputs have no channel axis (the mean over
-    R, G, B). done: an array of per-slice flags set to 1 once a slice's outputs are written (a
-    killed run leaves it unset). total: the slice count the :class:`SliceDone` events report
+    denoised jointly. ``rgb=True``: the channel axis holds R, G, B, denoised jointly by the colour
+    priors. ``channels_last`` (default: ``rgb``): ``data`` is a napari RGB(A) layer, channels last;
+    alpha is copied and the variance / std outputs have no channel axis (the mean over R, G, B).
+    Otherwise (a batch run's RGB volume, channels before Y and X) the outputs keep the channel axis.
+    done: an array of per-slice flags set to 1 once a slice's outputs are written (a killed run
+    leaves it unset). total: the slice count the :class:`SliceDone` events report
     (default: ``len(numbers)``). Reads one slice at a time, so dask/zarr data is never loaded whole.
 
     Yields :class:`SliceStep` and :class:`SliceDone` events; closing the generator stops within an
@@ -185,14 +188,15 @@ def denoise_slices(
     info: DenoiseInfo | None = None
     total = len(set(numbers)) if total is None else total
     kept = [d for d in range(len(grid.shape)) if d not in grid.grid_axes]
-    channel_axis = (len(kept) - 1 if rgb else 0) if len(kept) == 3 else None
+    last = rgb if channels_last is None else channels_last
+    channel_axis = (len(kept) - 1 if last else 0) if len(kept) == 3 else None
 
     def read(k: int) -> np.ndarray:
         plane = read_slice(data, grid.index(k))
-        return plane[..., :3] if rgb else plane
+        return plane[..., :3] if last else plane
 
     def write(k: int, result: DenoiseResult) -> None:
-        if not rgb:
+        if not last:
             write_slice(outputs, grid, k, {name: getattr(result, name) for name in outputs}, done)
             return
         idx = grid.index(k)
