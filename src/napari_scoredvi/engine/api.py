@@ -23,7 +23,9 @@ from .presets import Preset
 from .priors import load_priors
 from .result import Cancelled, DenoiseInfo, DenoiseResult, FitStep, PhotonTransfer, WarmStart
 from .settings import DenoiseSettings
+from .uncertainty import noise_variance_map
 from .validate import as_channels_first
+from .vst import Stabiliser
 
 __all__ = ["Cancelled", "DenoiseResult", "denoise", "denoise_steps"]
 
@@ -91,15 +93,20 @@ def denoise_steps(
     y = norm.to_model(arr)
     noise = noise_model or estimate_noise(y)  # model units ([0, 1] range)
     noise_std = mean_noise_std(y, list(noise.levels))
-    lam_used = prior_weight(noise_std * 255.0, LAM0) if lam is None else float(lam)
-    beta0 = float(np.clip(noise_std**2, *BETA0_RANGE))
+    # the image the priors see: its variance-stabilised transform where the preset asks (.vst)
+    stabiliser = Stabiliser.for_image(y, noise.levels) if cfg.stabilise and not noise.correlated else None
+    y_fit = stabiliser.forward(y) if stabiliser else y
+    noise_fit = stabiliser.noise_model(noise.correlation) if stabiliser else noise
+    std_fit = mean_noise_std(y_fit, list(noise_fit.levels)) if stabiliser else noise_std
+    lam_used = prior_weight(std_fit * 255.0, LAM0) if lam is None else float(lam)
+    beta0 = float(np.clip(std_fit**2, *BETA0_RANGE))
     prior_set = choose_prior_set(settings.priors, noise.correlated, rgb)
     priors = load_priors(dev, prior_set)
     usable = warm_start is not None and warm_start.fits(cfg, int(y.shape[0]), str(dev), prior_set)
     # a prior trained only on noise above that of the noisiest pixels smooths detail away
     # (docs/engine.md); the ranges ascend, so the priors kept are the first n. A warm-started
     # slice keeps the priors of its chain's head, whose networks it continues.
-    noisiest = noise.std_quantile(y, NOISIEST)
+    noisiest = noise_fit.std_quantile(y_fit, NOISIEST)
     if usable:
         n = warm_start.components
     elif cfg.cold_start:  # the published method: all K priors, the fit's responsibilities choose
@@ -107,12 +114,19 @@ def denoise_steps(
     else:
         n = max(1, sum(p.noise_range[0] <= noisiest for p in priors))
     priors = priors[:n]
-    out = yield from fit(y, cfg, priors, lam_used, beta0, init_std=max(noise_std, 1e-3) / 2,
-                         device=dev, noise=noise, seed=settings.seed, noise_std=noise_std,
+    out = yield from fit(y_fit, cfg, priors, lam_used, beta0, init_std=max(std_fit, 1e-3) / 2,
+                         device=dev, noise=noise_fit, seed=settings.seed, noise_std=std_fit,
                          init_state=warm_start.nets if usable else None, posterior=posterior_std)
-    denoised = norm.image_to_input(out.denoised)
-    variance = norm.variance_to_input(out.noise_variance)
-    std = norm.std_to_input(out.posterior_std)
+    if stabiliser:  # back to model units; the noise variance from the image's own level functions
+        model_denoised = stabiliser.inverse(out.denoised)
+        model_std = stabiliser.std_to_model(out.posterior_std, out.denoised)
+        model_variance = noise_variance_map(torch.from_numpy(model_denoised), noise.levels,
+                                            torch.from_numpy(y)).numpy()
+    else:
+        model_denoised, model_variance, model_std = out.denoised, out.noise_variance, out.posterior_std
+    denoised = norm.image_to_input(model_denoised)
+    variance = norm.variance_to_input(model_variance)
+    std = norm.std_to_input(model_std)
     if channel_axis is None:
         denoised, variance, std = denoised[0], variance[0], std[0]
     else:
@@ -137,6 +151,7 @@ def denoise_steps(
         noise_correlated=noise.correlated,
         noise_lag1=tuple(float(v) for v in noise.lag1),
         prior_set=prior_set,
+        stabilised=stabiliser is not None,
         prior_ranges_8bit=tuple(tuple(round(v * 255.0, 1) for v in p.noise_range) for p in priors),
         normalisation_offset=tuple(float(v) for v in norm.offset),
         normalisation_scale=tuple(float(v) for v in norm.scale),

@@ -73,6 +73,8 @@ class DenoiseInfo:
     noise_lag1: tuple[float, float] = (0.0, 0.0)
     #: the prior set used: ``independent``, ``correlated`` (grey, channel by channel) or ``colour`` (RGB)
     prior_set: str = ""
+    #: the priors denoised the image's variance-stabilising transform (:mod:`.vst`), not the image
+    stabilised: bool = False
     #: the training noise ranges (8-bit units) of the prior denoisers used
     prior_ranges_8bit: tuple[tuple[float, float], ...] = ()
     #: per channel: model value = (input - offset) / scale
