@@ -36,9 +36,6 @@ import numpy as np
 COARSE_8BIT = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0)
 FINE_TOL_8BIT = 0.5  # the golden-section search stops when its bracket is narrower than this
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-_SQRT_3_2 = math.sqrt(1.5)
-#: the closed-form inverse below is monotone only above its minimum at D ~ 0.838 (smaller D: clamped)
-_D_MIN = 0.838
 
 Score = Callable[[np.ndarray], tuple[float, float]]
 
@@ -119,51 +116,19 @@ def oracle_sigma(denoise: Callable[[np.ndarray, float], np.ndarray], noisy: np.n
             "evaluations": len(tried), "seconds": float(np.mean(seconds)), "search": "fine" if fine else "coarse"}
 
 
-def gat_forward(z: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Generalised Anscombe transform of ``z`` whose noise variance is ``slope * E[z] + intercept``.
-
-    Mäkitalo & Foi (IEEE TIP 22(1), 2013), for ``z = alpha * Poisson + N(mu, sigma^2)``:
-    ``f(z) = 2 / alpha * sqrt(max(alpha * z + 3/8 alpha^2 + sigma^2 - alpha * mu, 0))``. With
-    ``slope = alpha`` and ``intercept = sigma^2 - alpha * mu`` it is
-    ``2 * sqrt(max(z / slope + 3/8 + intercept / slope^2, 0))``, dimensionless, with noise std
-    about 1. ``slope == 0`` (pure Gaussian noise) gives ``z / sqrt(intercept)``.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    if slope <= 0:
-        return z / math.sqrt(max(intercept, 1e-12))
-    return 2.0 * np.sqrt(np.maximum(z / slope + 0.375 + intercept / slope**2, 0.0))
-
-
-def gat_inverse_unbiased(d: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Closed-form approximation of the exact unbiased inverse of :func:`gat_forward`.
-
-    Mäkitalo & Foi, "A closed-form approximation of the exact unbiased inverse of the Anscombe
-    variance-stabilizing transformation", IEEE TIP 20(9), 2011:
-    ``I(D) = D^2/4 + sqrt(3/2)/4 D^-1 - 11/8 D^-2 + 5/8 sqrt(3/2) D^-3 - 1/8``; for the generalised
-    transform (Mäkitalo & Foi, IEEE TIP 22(1), 2013) ``alpha * max(I(D) - sigma^2/alpha^2, 0) + mu``.
-    In slope/intercept form that is ``slope * I(D) - intercept / slope``. The camera offset ``mu``
-    cannot be told from ``sigma`` by a variance fit, so we clamp at 0 (a non-negative image)
-    instead of at ``mu`` (zero photons); ``D`` is clamped at the closed form's minimum (D ~ 0.838).
-    """
-    d = np.asarray(d, dtype=np.float64)
-    if slope <= 0:
-        return d * math.sqrt(max(intercept, 1e-12))
-    d = np.maximum(d, _D_MIN)
-    inv = d**2 / 4 + _SQRT_3_2 / 4 / d - 11 / 8 / d**2 + 5 / 8 * _SQRT_3_2 / d**3 - 1 / 8
-    return slope * np.maximum(inv - intercept / slope**2, 0.0)
-
-
 def _vst(noisy: np.ndarray, denoise_unit: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, dict]:
     """Slope and intercept of ``var = slope * I + intercept`` (image units) from
-    ``estimate_noise_level_function``, :func:`gat_forward`, ``denoise_unit`` (a Gaussian denoiser at
-    noise std 1), :func:`gat_inverse_unbiased`. Returns (output in image units, {"slope",
-    "intercept", "seconds"})."""
+    ``estimate_noise_level_function``, the engine's ``gat_forward``, ``denoise_unit`` (a Gaussian
+    denoiser at noise std 1), its ``gat_inverse`` (:mod:`napari_scoredvi.engine.vst`). Returns
+    (output in image units, {"slope", "intercept", "seconds"})."""
     from napari_scoredvi.engine.noise_estimate import estimate_noise_level_function
+    from napari_scoredvi.engine.vst import gat_forward, gat_inverse
 
     t0 = time.perf_counter()
     nlf = estimate_noise_level_function(noisy)
     d = gat_forward(noisy, nlf.slope, nlf.intercept)
-    out = gat_inverse_unbiased(denoise_unit(d), nlf.slope, nlf.intercept)
+    # clamped at 0, a non-negative image: the camera offset cannot be told from the read noise by a variance fit
+    out = gat_inverse(denoise_unit(d), nlf.slope, nlf.intercept, floor=0.0)
     return out, {"slope": nlf.slope, "intercept": nlf.intercept, "seconds": time.perf_counter() - t0}
 
 

@@ -21,7 +21,7 @@ from .noise_estimate import NoiseCorrelation, NoiseLevelFunction, NoiseModel
 
 _SQRT_3_2 = math.sqrt(1.5)
 #: the closed-form inverse's minimum lies at about this D; below it the inverse is held constant
-D_MIN = 0.8381
+D_MIN = 0.838
 _MIN_SPAN = 1e-6
 
 
