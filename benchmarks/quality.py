@@ -25,7 +25,9 @@ fast`` (within 0.05 dB), and the default preset against the BM3D opponents (orac
 and those of issue 21 (stronger priors): PolyU >= 37.77 dB, CC >= oracle CBM3D, W2S above
 Noise2VST + FFDNet (when its rows are there), pg and corr +0.3 dB over the rows before it. On RGB sets
 ``scoredvi balanced (colour priors)`` forces the colour priors, which the engine gives only to RGB with
-pixel-independent noise (camera sRGB gets the grey correlated-noise priors). Opponents
+pixel-independent noise (camera sRGB gets the grey correlated-noise priors); on grey sets
+``scoredvi balanced (not stabilised)`` is the default preset without its variance stabilisation
+(the priors on the image itself: the ablation of ``engine/vst.py``). Opponents
 are cached per image in ``results/opponents_cache.json`` (delete it to recompute). A missing
 optional package skips its rows, with the reason printed.
 
@@ -265,6 +267,9 @@ def tasks_for(which: str, item: sets.Item, args: argparse.Namespace, engine: str
             out.append(Task(which, item, f"priors only ({name})", "ours",
                             {"engine": engine, "preset": {**preset, "iterations": 0, "warm_iterations": 0}}))
         out.append(Task(which, item, f"scoredvi {name}", "ours", {"engine": engine, "preset": preset}))
+        if which in GREY_SETS and name == DEFAULT_PRESET and preset.get("stabilise"):  # the ablation of the VST
+            out.append(Task(which, item, f"scoredvi {name} (not stabilised)", "ours",
+                            {"engine": engine, "preset": {**preset, "stabilise": False}}))
         if item.rgb and name == DEFAULT_PRESET:  # the colour priors forced, against the engine's choice
             out.append(Task(which, item, f"scoredvi {name} (colour priors)", "ours",
                             {"engine": engine, "preset": preset, "priors": "colour"}))
