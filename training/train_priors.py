@@ -92,14 +92,19 @@ def band_limit(clean: torch.Tensor, prob: float, gen: torch.Generator) -> torch.
     return out
 
 
-def noise_std_map(clean: torch.Tensor, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+def noise_std_map(clean: torch.Tensor, lo: float, hi: float, gen: torch.Generator,
+                  constant_prob: float | None = None) -> torch.Tensor:
     """Per-pixel noise std for ``clean`` (N, C, P, P), units of [0, 1] data, one mode per patch:
     a constant in [lo, hi] (1/3 of the batch), a smooth bilinear field from a 3x3 random grid in
     [lo, hi] (1/3), or signal dependent, ``s * sqrt(f * clean / mean(clean) + 1 - f)`` with ``s`` in
-    [lo, hi] and a Poisson fraction ``f`` in [0.5, 1] (1/3): bright structures get more noise."""
+    [lo, hi] and a Poisson fraction ``f`` in [0.5, 1] (1/3): bright structures get more noise.
+    ``constant_prob``: the share of constant-std patches instead (the other two modes share the rest)."""
     n, _, h, w = clean.shape
     grid = torch.rand(n, 1, 3, 3, generator=gen)
     mode = torch.randint(0, 3, (n, 1, 1, 1), generator=gen)
+    if constant_prob is not None:  # mode 0 with that probability, else 1 or 2
+        other = 1 + (mode % 2)
+        mode = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < constant_prob, torch.zeros_like(mode), other)
     grid = torch.where(mode == 1, grid, grid[:, :, :1, :1].expand(-1, -1, 3, 3))
     field = lo + (hi - lo) * F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
     f = 0.5 + 0.5 * torch.rand(n, 1, 1, 1, generator=gen)
@@ -207,11 +212,13 @@ def train_stage(
     corr_prob: float = 0.0,
     stage_lr: float | None = None,
     cross_prob: float = 0.0,
+    constant_prob: float | None = None,
 ) -> None:
     """Train ``model`` for ``steps`` Adam steps on noise in ``rng_8bit`` (a ``blur_prob`` share of
     the clean patches band-limited, see :func:`band_limit`, and a ``corr_prob`` share with spatially
     correlated noise, see :func:`correlate`, and a ``cross_prob`` share with noise correlated across
-    colour channels, see :func:`mix_channels`); checkpoint and resume."""
+    colour channels, see :func:`mix_channels`; ``constant_prob``: the share of constant-std noise,
+    see :func:`noise_std_map`); checkpoint and resume."""
     ckpt = args.out / f"{name}.ckpt"
     opt = torch.optim.Adam(model.parameters(), lr=stage_lr or args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t / steps)))
@@ -242,7 +249,7 @@ def train_stage(
         clean = sample_batch(images, args.batch, args.patch, gen)
         if blur_prob > 0:
             clean = band_limit(clean, blur_prob, tgen)
-        std = noise_std_map(clean, lo, hi, tgen)
+        std = noise_std_map(clean, lo, hi, tgen, constant_prob)
         z = torch.randn(clean.shape, generator=tgen)
         if cross_prob > 0:
             z = mix_channels(z, cross_prob, tgen)
@@ -305,6 +312,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cross-prob", type=float, default=0.0,
                    help="colour (--channels 3): share of patches in the per-range stage whose noise is correlated "
                         "across R, G, B (camera sRGB)")
+    p.add_argument("--constant-prob", type=float, default=None,
+                   help="share of patches in the per-range stage whose noise std is constant (i.i.d. Gaussian, "
+                        "what the variance-stabilised presets give the priors); default: a third, like the "
+                        "smooth-field and signal-dependent modes")
     p.add_argument("--init", type=Path, default=None,
                    help="a weights file (e.g. the shipped gray.pt), or a stage checkpoint of a run with the same "
                         "--arch/--width/--levels (e.g. its shared.portable.pt, then every component starts from "
@@ -389,7 +400,8 @@ def main(argv: list[str] | None = None) -> None:
             log(f"prior{k}: exported after {steps} of {args.steps_each} steps")
         else:
             train_stage(f"prior{k}", model, images, rng, args.steps_each, args, log, args.blur_prob,
-                        args.corr_prob, args.init_lr if init is not None else args.lr_each, args.cross_prob)
+                        args.corr_prob, args.init_lr if init is not None else args.lr_each, args.cross_prob,
+                        args.constant_prob)
             steps = args.steps_each
         report[f"prior{k}_steps"] = steps
         weights[f"prior{k}"] = pack_state(model.state_dict())  # the shipped form (engine/priors/storage.py)

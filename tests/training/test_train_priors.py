@@ -107,3 +107,15 @@ def test_pack_rewrites_a_float16_weights_file_smaller_and_with_nearly_the_same_o
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         assert (unpacked(x) - net(x)).abs().max() < 0.02 * net(x).abs().max()
+
+
+def test_constant_prob_sets_the_share_of_constant_noise():
+    clean = torch.rand(400, 1, 16, 16)
+
+    def constant_share(**kw) -> float:
+        std = train_priors.noise_std_map(clean, 0.05, 0.2, torch.Generator().manual_seed(0), **kw)
+        return float((std.flatten(1).std(1) < 1e-7).float().mean())
+
+    assert constant_share(constant_prob=1.0) == 1.0
+    assert 0.75 < constant_share(constant_prob=0.9) < 0.97
+    assert 0.25 < constant_share() < 0.42  # a third by default
