@@ -33,7 +33,7 @@ def test_engine_files_are_what_denoise_runs(quality):
         assert pkg + front not in files
 
 
-def test_rows_skip_a_repeated_priors_only_and_force_the_colour_priors_on_rgb(quality):
+def test_rows_skip_a_repeated_priors_only_ablate_the_stabilisation_and_force_colour_on_rgb(quality):
     import argparse
 
     import numpy as np
@@ -46,9 +46,13 @@ def test_rows_skip_a_repeated_priors_only_and_force_the_colour_priors_on_rgb(qua
     args = argparse.Namespace(no_opponents=True, direct_prior=False, presets=["balanced", "variational"])
     grey = sets.Item("g", np.zeros((8, 8)), np.zeros((8, 8)))
     rgb = sets.Item("c", np.zeros((8, 8, 3)), np.zeros((8, 8, 3)), rgb=True)
-    rows = [t.method for t in quality.tasks_for("w2s", grey, args, "engine-x")]
-    # balanced runs no fit steps: its "priors only" would be the same computation
-    assert rows == ["scoredvi balanced", "priors only (variational)", "scoredvi variational"]
+    grey_tasks = quality.tasks_for("w2s", grey, args, "engine-x")
+    rows = [t.method for t in grey_tasks]
+    # balanced runs no fit steps: its "priors only" would be the same computation; its stabilisation
+    # gets an ablation row on grey sets (variational does not stabilise: none)
+    assert rows == ["scoredvi balanced", "scoredvi balanced (not stabilised)", "priors only (variational)",
+                    "scoredvi variational"]
+    assert grey_tasks[0].settings["preset"]["stabilise"] and not grey_tasks[1].settings["preset"]["stabilise"]
     tasks = {t.method: t for t in quality.tasks_for("cc", rgb, args, "engine-x")}
     ablation = tasks["scoredvi balanced (colour priors)"]
     assert ablation.settings["priors"] == "colour" and "priors" not in tasks["scoredvi balanced"].settings
