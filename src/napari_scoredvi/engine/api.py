@@ -23,7 +23,7 @@ from .presets import Preset
 from .priors import load_priors
 from .result import Cancelled, DenoiseInfo, DenoiseResult, FitStep, PhotonTransfer, WarmStart
 from .settings import DenoiseSettings
-from .uncertainty import noise_variance_map
+from .uncertainty import noise_variance_map, sure_scale
 from .validate import as_channels_first
 from .vst import Stabiliser
 
@@ -117,11 +117,19 @@ def denoise_steps(
     out = yield from fit(y_fit, cfg, priors, lam_used, beta0, init_std=max(std_fit, 1e-3) / 2,
                          device=dev, noise=noise_fit, seed=settings.seed, noise_std=std_fit,
                          init_state=warm_start.nets if usable else None, posterior=posterior_std)
+    posterior_scale = out.posterior_scale
     if stabiliser:  # back to model units; the noise variance from the image's own level functions
         model_denoised = stabiliser.inverse(out.denoised)
-        model_std = stabiliser.std_to_model(out.posterior_std, out.denoised)
         model_variance = noise_variance_map(torch.from_numpy(model_denoised), noise.levels,
                                             torch.from_numpy(y)).numpy()
+        # the posterior std without the fit's calibration in the transformed domain, carried back ...
+        unscaled = out.posterior_std / np.sqrt(np.asarray(out.posterior_scale or 1.0, np.float32))[:, None, None]
+        model_std = stabiliser.std_to_model(unscaled, out.denoised)
+        if posterior_std:  # ... and calibrated here, in the image's own units (docs/fidelity.md)
+            scale = sure_scale(torch.from_numpy(y), torch.from_numpy(model_denoised),
+                               torch.from_numpy(model_variance), torch.from_numpy(model_std**2)).numpy()
+            model_std = model_std * np.sqrt(scale)
+            posterior_scale = tuple(float(v) for v in scale.flatten())
     else:
         model_denoised, model_variance, model_std = out.denoised, out.noise_variance, out.posterior_std
     denoised = norm.image_to_input(model_denoised)
@@ -139,7 +147,7 @@ def denoise_steps(
         diverged=out.diverged,
         drift_ratio=out.drift_ratio,
         drifted=out.drifted,
-        posterior_scale=out.posterior_scale,
+        posterior_scale=posterior_scale,
         lam=lam_used,
         lam_auto=lam is None,
         beta0=beta0,
