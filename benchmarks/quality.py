@@ -312,12 +312,7 @@ def run_task(task: Task, args: argparse.Namespace) -> dict:
 
     settings = DenoiseSettings(Preset(**task.settings["preset"]), args.device, 0,
                                priors=task.settings.get("priors", "auto"))
-    steps = denoise_steps(item.noisy, settings, -1 if item.rgb else None, rgb=item.rgb)
-    try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        r = stop.value
+    r = measure.finish(denoise_steps(item.noisy, settings, -1 if item.rgb else None, rgb=item.rgb))
     return _scored(r.denoised, {"seconds": r.info.seconds, "iterations": r.info.iterations,
                                 "retries": r.info.retries}, score)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import psnr
+from conftest import finish, psnr
 from napari_scoredvi import Cancelled, DenoiseSettings, denoise, denoise_steps
 from napari_scoredvi.engine.presets import PRESETS
 from napari_scoredvi.engine.result import FitStep
@@ -96,7 +96,7 @@ def test_rgb_gets_the_colour_priors_unless_a_grey_set_is_asked_for(tiny_preset):
     # the colour priors see the edges in all three channels at once (0.63 dB better when written)
     assert psnr(r.denoised, rgb_clean, span) > psnr(grey.denoised, rgb_clean, span) + 0.3
     steps = denoise_steps(rgb, DenoiseSettings(tiny_preset, "cpu", priors="independent"), -1, rgb=True)
-    assert _finish(steps).info.prior_set == "independent"
+    assert finish(steps).info.prior_set == "independent"
     with pytest.raises(ValueError, match="3 entries"):
         denoise(np.dstack([rgb, rgb[..., :1]]), channel_axis=-1, rgb=True)
     with pytest.raises(ValueError, match="needs an RGB image"):
@@ -258,20 +258,12 @@ def test_a_fit_that_drifts_from_the_data_returns_the_priors_estimate(tiny_preset
                                                             r.noise_variance.min()), rtol=1e-3, atol=1e-3)
 
 
-def _finish(steps):
-    try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        return stop.value
-
-
 def test_warm_start_is_used_only_with_the_prior_set_it_was_fitted_with(tiny_preset):
     noisy, _ = noisy_fluorescence((48, 48), seed=3)
     first = denoise(noisy, preset=tiny_preset, device="cpu")
     assert first.info.prior_set == "independent" and first.warm_start.prior_set == "independent"
     same = denoise(noisy, preset=tiny_preset, device="cpu", warm_start=first.warm_start)
-    other = _finish(denoise_steps(noisy, DenoiseSettings(tiny_preset, "cpu", priors="correlated"), None,
+    other = finish(denoise_steps(noisy, DenoiseSettings(tiny_preset, "cpu", priors="correlated"), None,
                                   first.warm_start))
     assert same.info.warm_start and not other.info.warm_start
     assert other.info.prior_set == "correlated"
