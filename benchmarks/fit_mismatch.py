@@ -18,7 +18,6 @@ import dataclasses
 
 import numpy as np
 
-import measure
 import quality
 import sets
 
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from napari_scoredvi import denoise_steps
+    from napari_scoredvi.engine.api import denoise_steps, finish
     from napari_scoredvi.engine.settings import DenoiseSettings
 
     torch.set_num_threads(args.threads)
@@ -43,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         score, _ = quality.scorer("corr", item)
         for which in gains:
             settings = DenoiseSettings(preset, seed=0, priors=prior_set[which])
-            before = score(measure.finish(denoise_steps(item.noisy, settings.with_(preset=no_fit))).denoised)[0]
-            after = score(measure.finish(denoise_steps(item.noisy, settings)).denoised)[0]
+            before = score(finish(denoise_steps(item.noisy, settings.with_(preset=no_fit))).denoised)[0]
+            after = score(finish(denoise_steps(item.noisy, settings)).denoised)[0]
             gains[which].append((before, after))
             print(f"{item.name} {which:10s} priors only {before:6.2f}  fit {after:6.2f}  gain {after - before:+.2f} dB",
                   flush=True)

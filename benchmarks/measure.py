@@ -1,5 +1,5 @@
 """What the benchmarks measure, written once: image quality (PSNR, SSIM) and process memory (resident
-set size), plus running an engine generator (``denoise_steps``) to its result.
+set size).
 
 PSNR is ``10 log10(data_range^2 / MSE)`` in float64, the formula of ``skimage.metrics.
 peak_signal_noise_ratio`` (same numbers); each benchmark picks its data range (``quality.py``: 255,
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import resource
 import sys
-from collections.abc import Generator
 
 import numpy as np
 
@@ -60,17 +59,6 @@ def peak_rss_mb() -> float:
     """The peak resident set size of this process so far (MB; ``ru_maxrss``: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def finish(steps: Generator):
-    """Run a generator such as ``denoise_steps`` to its end; return its return value (the result)."""
-    try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        steps.close()
 
 
 def write_report(path, report: dict) -> None:

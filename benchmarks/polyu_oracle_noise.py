@@ -14,10 +14,9 @@ import dataclasses
 import numpy as np
 import torch
 
-import measure
 import quality
 import sets
-from napari_scoredvi.engine.api import denoise_steps
+from napari_scoredvi.engine.api import denoise_steps, finish
 from napari_scoredvi.engine.noise_estimate import NoiseLevelFunction, estimate_noise
 from napari_scoredvi.engine.normalise import fit_normalisation
 from napari_scoredvi.engine.settings import DenoiseSettings
@@ -43,7 +42,7 @@ def main() -> None:
                                            levels=tuple(NoiseLevelFunction(0.0, float(v)) for v in true_var))
         out = {}
         for name, model in (("engine", None), ("oracle", oracle_model)):
-            r = measure.finish(denoise_steps(item.noisy, settings, channel_axis=-1, noise_model=model))
+            r = finish(denoise_steps(item.noisy, settings, channel_axis=-1, noise_model=model))
             out[name] = (score(r.denoised)[0], r.info.drifted, r.info.noise_std)
         est_var = np.mean([np.mean(f.variance(c)) * s**2 for f, c, s in
                            zip(engine_model.levels, y, norm.scale)])  # input (8-bit) units

@@ -308,11 +308,12 @@ def run_task(task: Task, args: argparse.Namespace) -> dict:
         d = direct_prior(item)
         return _scored(d["out"], {"seconds": d["seconds"]}, score)
     from napari_scoredvi import DenoiseSettings, denoise_steps
+    from napari_scoredvi.engine.api import finish
     from napari_scoredvi.engine.presets import Preset
 
     settings = DenoiseSettings(Preset(**task.settings["preset"]), args.device, 0,
                                priors=task.settings.get("priors", "auto"))
-    r = measure.finish(denoise_steps(item.noisy, settings, -1 if item.rgb else None, rgb=item.rgb))
+    r = finish(denoise_steps(item.noisy, settings, -1 if item.rgb else None, rgb=item.rgb))
     return _scored(r.denoised, {"seconds": r.info.seconds, "iterations": r.info.iterations,
                                 "retries": r.info.retries}, score)
 

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from napari_scoredvi.engine.api import denoise_steps
+    from napari_scoredvi.engine.api import denoise_steps, finish
     from napari_scoredvi.engine.host_memory import tune_allocator
     from napari_scoredvi.engine.noise_estimate import estimate_noise
     from napari_scoredvi.engine.normalise import fit_normalisation
@@ -55,14 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     del arr, y  # denoise_steps makes its own copies
     stage["now"] = "priors' estimates, set-up"
     steps = denoise_steps(image, DenoiseSettings(args.preset, "cpu"), posterior_std=False, noise_model=noise)
-    try:
-        while True:
-            event = next(steps)
-            stage["now"] = "fit steps" if event.step < event.total else "final pass"
-    except StopIteration:
-        pass
-    finally:
-        steps.close()
+    finish(steps, lambda event: stage.update(now="fit steps" if event.step < event.total else "final pass"))
     stage["now"] = "done"
     time.sleep(0.1)
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: {args.size}x{args.size} uint16, preset {args.preset}, CPU, "

@@ -64,11 +64,11 @@ def psnr(out: np.ndarray, item: sets.Item, peak: float, which: str) -> float:
 
 def ours(item: sets.Item, preset, priors: str, lam: float | None) -> tuple[np.ndarray, float, dict]:
     """One denoising of the crop (``preset``: a name or a Preset): (denoised, seconds, {iterations, retries})."""
-    from napari_scoredvi.engine.api import denoise_steps
+    from napari_scoredvi.engine.api import denoise_steps, finish
     from napari_scoredvi.engine.settings import DenoiseSettings
 
     t0 = time.perf_counter()
-    result = measure.finish(denoise_steps(item.noisy, DenoiseSettings(preset, "cpu", 0, lam, priors=priors),
+    result = finish(denoise_steps(item.noisy, DenoiseSettings(preset, "cpu", 0, lam, priors=priors),
                                           channel_axis=-1 if item.rgb else None, posterior_std=False))
     return result.denoised, time.perf_counter() - t0, {"iterations": result.info.iterations,
                                                          "retries": result.info.retries}

@@ -47,15 +47,6 @@ def tiny_preset():
     return TINY
 
 
-def finish(steps):
-    """Run a generator such as ``denoise_steps`` to its end; its return value (the result)."""
-    try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        return stop.value
-
-
 def psnr(a, b, data_range):
     return float(10 * np.log10(data_range**2 / np.mean((np.asarray(a, np.float64) - b) ** 2)))
 

@@ -56,12 +56,3 @@ def test_memory_figures(measure):
     assert measure.peak_rss_mb() > 1
     if sys.platform.startswith("linux"):
         assert 1 <= measure.rss_mb() <= measure.peak_rss_mb() + 1
-
-
-def test_finish_returns_the_generators_value(measure):
-    def steps():
-        yield 1
-        yield 2
-        return "result"
-
-    assert measure.finish(steps()) == "result"

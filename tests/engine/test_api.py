@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from conftest import finish, psnr
+from conftest import psnr
 from napari_scoredvi import Cancelled, DenoiseSettings, denoise, denoise_steps
+from napari_scoredvi.engine.api import finish
 from napari_scoredvi.engine.presets import PRESETS
 from napari_scoredvi.engine.result import FitStep
 from napari_scoredvi.io.synthetic import noisy_fluorescence
@@ -132,6 +133,29 @@ def test_generator_can_be_closed_midway(tiny_preset):
     steps = denoise_steps(noisy, DenoiseSettings(tiny_preset, "cpu"))
     assert next(steps) == FitStep(1, 8)
     steps.close()  # no exception, nothing left running
+
+
+def test_finish_returns_the_value_passes_each_event_and_closes_on_a_raise():
+    closed = []
+
+    def steps():
+        try:
+            yield 1
+            yield 2
+            return "result"
+        finally:
+            closed.append(True)
+
+    seen = []
+    assert finish(steps(), seen.append) == "result" and seen == [1, 2]
+
+    def stop_at_first(event):
+        raise Cancelled()
+
+    closed.clear()
+    with pytest.raises(Cancelled):
+        finish(steps(), stop_at_first)
+    assert closed == [True]  # the generator's clean-up ran
 
 
 def test_constant_image_is_returned_unchanged():

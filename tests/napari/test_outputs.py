@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from napari_scoredvi.engine.api import finish
 from napari_scoredvi.engine.result import DenoiseInfo
 from napari_scoredvi.napari.outputs import ActiveRun, RunEnd, coverage_text, describe_positions, run_to_end
 from napari_scoredvi.pipeline.events import SliceDone, SliceFailed, SliceStep
@@ -14,11 +15,7 @@ from napari_scoredvi.pipeline.slices import SlicesOutcome
 
 def _finish(gen):
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+    return events, finish(gen, events.append)
 
 
 def _steps(outcome=None, error=None):

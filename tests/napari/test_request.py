@@ -12,6 +12,7 @@ pytest.importorskip("napari")
 from napari.layers import Image, Labels  # noqa: E402
 
 from conftest import TINY  # noqa: E402
+from napari_scoredvi.engine.api import finish  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.slice_grid import SliceGrid  # noqa: E402
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
@@ -152,13 +153,7 @@ def test_prepare_store_run_asks_only_when_the_store_exists(tmp_path):
     asked = []
     run = prepare_store_run(plan, lambda path: asked.append(path) or "cancel")
     assert asked == [] and run.todo == [0] and run.store.outputs == ("denoised", "noise_variance")
-    steps = run_to_end(run.steps())
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            assert stop.value.error is None
-            break
+    assert finish(run_to_end(run.steps())).error is None
     assert prepare_store_run(plan, lambda path: asked.append(path) or "cancel") is None and asked == [out]
     assert run.store.done().tolist() == [True, False, False]  # cancelled: nothing touched
     every = plan_run(DenoiseRequest(_stack(3), CPU, SCOPE_ALL, output=out))

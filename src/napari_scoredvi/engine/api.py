@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from .uncertainty import noise_variance_map, sure_scale
 from .validate import as_channels_first
 from .vst import Stabiliser
 
-__all__ = ["Cancelled", "DenoiseResult", "denoise", "denoise_steps"]
+__all__ = ["Cancelled", "DenoiseResult", "denoise", "denoise_steps", "finish"]
 
 LAM0 = 0.5
 #: a prior is used when its training noise range starts at or below the noise std (level function)
@@ -36,6 +37,23 @@ NOISIEST = 0.99
 BETA0_RANGE = (1e-4, 0.05)  # bounds of the Gamma prior rate (noise variance, model units)
 
 ProgressCallback = Callable[[int, int], object]
+Event = TypeVar("Event")
+Outcome = TypeVar("Outcome")
+
+
+def finish(steps: Generator[Event, None, Outcome], on_event: Callable[[Event], object] | None = None) -> Outcome:
+    """Run a generator such as :func:`denoise_steps` to its end and return its return value (the
+    result), calling ``on_event`` with each event it yields. ``steps`` is closed even when
+    ``on_event`` raises (e.g. :class:`Cancelled`), which propagates."""
+    try:
+        while True:
+            event = next(steps)
+            if on_event is not None:
+                on_event(event)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        steps.close()
 
 
 def choose_prior_set(requested: str, correlated: bool, rgb: bool) -> str:
@@ -200,12 +218,4 @@ def denoise(
     """
     settings = DenoiseSettings(preset, str(device), seed, lam)
     steps = denoise_steps(image, settings, channel_axis, warm_start, posterior_std, rgb=rgb)
-    try:
-        while True:
-            event = next(steps)
-            if progress is not None:
-                progress(event.step, event.total)
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        steps.close()
+    return finish(steps, None if progress is None else lambda event: progress(event.step, event.total))
