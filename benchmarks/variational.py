@@ -69,7 +69,7 @@ def ours(item: sets.Item, preset, priors: str, lam: float | None) -> tuple[np.nd
 
     t0 = time.perf_counter()
     result = finish(denoise_steps(item.noisy, DenoiseSettings(preset, "cpu", 0, lam, priors=priors),
-                                          channel_axis=-1 if item.rgb else None, posterior_std=False))
+                                  channel_axis=-1 if item.rgb else None, posterior_std=False))
     return result.denoised, time.perf_counter() - t0, {"iterations": result.info.iterations,
                                                          "retries": result.info.retries}
 
