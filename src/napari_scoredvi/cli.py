@@ -13,7 +13,7 @@ import numpy as np
 
 from ._version import __version__
 from .engine.devices import DEVICE_CHOICES
-from .engine.presets import PRESETS
+from .engine.presets import DEFAULT_PRESET, PRESETS
 
 
 def _write_tiff(path: Path, data: np.ndarray) -> None:
@@ -66,19 +66,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"(Poisson-Gaussian noise, camera offset 100) with preset '{args.preset}'")
     t0 = time.perf_counter()
     last = [0.0]
+    unit = "fit steps" if PRESETS[args.preset].kind == "variational" else "prior passes"
 
     def progress(step: int, total: int) -> None:
         now = time.perf_counter() - t0
         if now - last[0] > 2 or step == total:
-            print(f"  step {step}/{total}  {now:.1f} s", flush=True)
+            left = f", about {now / step * (total - step):.0f} s left" if step < total else ""
+            print(f"  {step}/{total} {unit}  {now:.1f} s{left}", flush=True)
             last[0] = now
 
     r = denoise(noisy, preset=args.preset, device=args.device, seed=args.seed, progress=progress)
     rng = float(clean.max() - clean.min())
     for name, data in zip(DEMO_FILES, (noisy, clean, r.denoised, r.noise_variance, r.posterior_std)):
         _write_tiff(out / f"{name}.tif", data)
-    print(f"device: {r.info.device}; iterations: {r.info.iterations}; prior weight lam: {r.info.lam}; "
-          f"estimated noise std: {r.info.noise_std:.2f} counts")
+    fit = f"fit steps: {r.info.iterations}; prior weight lam: {r.info.lam:.3g}; " if r.info.lam is not None else ""
+    print(f"device: {r.info.device}; {fit}estimated noise std: {r.info.noise_std:.2f} counts")
     print(f"PSNR vs clean: noisy {_psnr(noisy, clean, rng):.2f} dB -> denoised {_psnr(r.denoised, clean, rng):.2f} dB")
     print(f"took {r.info.seconds:.1f} s; wrote noisy, clean, denoised, noise_variance, posterior_std .tif to {out}/")
     return 0
@@ -104,7 +106,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             finished = event.done
             print(f"napari-scoredvi {__version__}: denoising {event.total} slice(s) of {args.input} -> {args.output}"
                   + (f" ({event.done} already done)" if event.done else ""), file=sys.stderr)
-            # the count moves by fractions of a slice as its iterations go
+            # the count moves by fractions of a slice as its prior passes or fit steps go
             bar = tqdm(total=event.total, initial=event.done, unit="slice", dynamic_ncols=True, file=sys.stderr,
                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} slices [{elapsed}<{remaining}{postfix}]")
         elif isinstance(event, SliceDone) and bar is not None:
@@ -119,8 +121,13 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                 return
             last_draw = time.monotonic()
             bar.n = finished + event.step / max(event.steps, 1)
-            bar.set_postfix_str(f"{slice_text(event.label).lower() or 'image'}: step {event.step}/{event.steps}")
+            where = slice_text(event.label).lower() or "image"
+            bar.set_postfix_str(f"{where}: {event.unit} {event.step}/{event.steps}")
 
+    if args.no_warm_start and PRESETS[args.preset].kind != "variational":
+        print(f"napari-scoredvi: --no-warm-start applies to --preset variational only: {args.preset} denoises every "
+              "slice on its own already; leave the option out", file=sys.stderr)
+        return 2
     try:
         settings = DenoiseSettings(args.preset, args.device, args.seed, warm_start=not args.no_warm_start)
         out = denoise_volume(args.input, args.output, settings, axes=args.axes, channel_axis=args.channel_axis,
@@ -163,8 +170,10 @@ def _add_denoise_parser(sub) -> None:
                    help="denoise the channels along dimension N (counted from 0) together as one multichannel "
                         "image; by default every channel is denoised on its own, except the R, G, B of an RGB "
                         "TIFF, which go together through the colour priors")
-    d.add_argument("--preset", choices=list(PRESETS), default="balanced",
-                   help="speed/quality (default: %(default)s)")
+    d.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help="fast and balanced: the prior ensemble, seconds per slice (balanced averages 8 flips and "
+                        "rotations: slower, a little better); variational: ScoreDVI's fit, minutes per slice "
+                        "(default: %(default)s)")
     d.add_argument("--device", choices=list(DEVICE_CHOICES), default="auto",
                    help="where to compute; auto picks a GPU if there is one (default: %(default)s)")
     again = d.add_mutually_exclusive_group()
@@ -178,8 +187,9 @@ def _add_denoise_parser(sub) -> None:
     d.add_argument("--posterior-std", action="store_true",
                    help="also write the per-pixel posterior standard deviation")
     d.add_argument("--no-warm-start", action="store_true",
-                   help="fit every slice from scratch instead of starting from the previous slice's fit "
-                        "(slower; for stacks whose neighbouring slices do not look alike)")
+                   help="--preset variational only: fit every slice from scratch instead of starting from the "
+                        "previous slice's fit (slower; for stacks whose neighbouring slices do not look alike). "
+                        "fast and balanced denoise every slice on its own")
     d.set_defaults(func=cmd_denoise)
 
 
@@ -247,17 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="denoise a built-in synthetic sample and write the results as TIFF files",
         description=(
             "Denoise a built-in synthetic 16-bit fluorescence image and write noisy, clean, denoised, noise_variance "
-            "and posterior_std TIFFs to a folder. It uses the 'fast' preset to stay quick on a CPU: 'balanced', the "
-            "default of the Python API and of 'napari-scoredvi denoise', averages the prior denoisers over 8 flips "
-            "and rotations (slower, a little better; pass --preset balanced to compare)."
+            "and posterior_std TIFFs to a folder, with the 'fast' preset unless --preset says otherwise."
         ),
     )
     d.add_argument("output", nargs="?", default="scoredvi-demo",
                    help="folder for the TIFF files (default: %(default)s); a folder that is not empty is refused "
                         "unless --overwrite")
-    d.add_argument("--preset", choices=list(PRESETS), default="fast",
-                   help="speed/quality (default: %(default)s, to keep the demo quick; the API and the denoise "
-                        "command default to balanced)")
+    d.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help="fast, balanced or variational, as for 'denoise' (default: %(default)s)")
     d.add_argument("--overwrite", action="store_true",
                    help="write into an output folder that is not empty (replacing the demo's TIFF files there)")
     d.add_argument("--device", choices=list(DEVICE_CHOICES), default="auto", help="default: %(default)s")

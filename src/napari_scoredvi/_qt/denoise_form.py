@@ -9,12 +9,11 @@ from pathlib import Path
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, SpinBox
 
 from ..engine.devices import DEVICE_CHOICES, describe_device, resolve_device
-from ..engine.presets import PRESETS, Preset, get_preset
+from ..engine.presets import DEFAULT_PRESET, PRESETS, get_preset
 from ..engine.settings import DenoiseSettings
 from ..napari import remembered
 from ..napari.layers import default_output, shown_index
 from ..napari.request import (
-    DEFAULT_PRESET,
     RUN_CHOICES,
     RUN_CLUSTER,
     RUN_HERE,
@@ -26,6 +25,8 @@ from ..napari.request import (
 from .sizing import compact_combobox, wrap_label
 
 TEMPORARY_NOTE = "temporary folder: deleted when napari closes; pick a folder to keep the results"
+#: shown instead of the fit's controls (warm starts, prior weight) for a preset without a fit
+NO_FIT_NOTE = "{preset} denoises every slice on its own: warm starts and the prior weight are for variational only"
 
 
 def auto_device_text() -> str:
@@ -38,13 +39,12 @@ def auto_device_text() -> str:
 
 class DenoiseForm(Container):
     """The controls: image layer (following the active layer, never an output), preset, device,
-    scope, slice range, output store, where to run, warm starts, prior weight, posterior std."""
+    scope, slice range, output store, where to run, posterior std, and for the variational preset
+    warm starts and the prior weight (hidden for the prior ensemble, with a line saying why)."""
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        #: tests (or scripts) may set a :class:`Preset` here to override the preset combo box
-        self.preset_override: Preset | None = None
         self.seed = 0
         self._output_auto: str | None = None  # the output path we filled in (not typed by the user)
         memory = remembered.load()
@@ -70,16 +70,21 @@ class DenoiseForm(Container):
                                        tooltip="address of a dask.distributed scheduler, e.g. tcp://gpu-box:8786")
         self._scheduler_box.native.setPlaceholderText("tcp://host:8786")
         self._warm_box = CheckBox(text="warm-start each slice from the previous one", value=True,
-                                  tooltip="stacks: much faster; each slice's fit starts from its neighbour's")
+                                  tooltip="stacks: each slice's fit starts from its neighbour's and runs "
+                                          "fewer steps")
         self._lam_box = FloatSpinBox(label="prior weight", value=0.0, min=0.0, max=16.0, step=0.25,
-                                     tooltip="lam, the weight of the score prior; auto (0) = from the noise level")
+                                     tooltip="lam, the weight of the score prior in the fit (higher = smoother); "
+                                             "auto (0) = from the noise level")
         self._lam_box.native.setSpecialValueText("auto")  # shown at the minimum, 0, which means automatic
+        self._fit_note = Label(value="")
+        wrap_label(self._fit_note)
         self._std_box = CheckBox(text="add posterior std layer", value=False)
         compact_combobox(self._layer_box)  # long layer names do not widen the dock
         wrap_label(self._output_note)
         self.extend([self._layer_box, self._preset_box, self._device_box, self._device_label, self._scope_box,
                      self._first_box, self._last_box, self._output_box, self._output_note, self._run_on_box,
-                     self._scheduler_box, self._warm_box, self._lam_box, self._std_box])
+                     self._scheduler_box, self._warm_box, self._lam_box, self._fit_note, self._std_box])
+        self._preset_box.changed.connect(self._show_scope)
         self._scope_box.changed.connect(self._show_scope)
         self._run_on_box.changed.connect(self._show_scope)
         self._layer_box.changed.connect(self._layer_changed)
@@ -101,8 +106,11 @@ class DenoiseForm(Container):
         if self._scope_box.value != SCOPE_SLICE:
             self._suggest_output()
         typed = self._output_box.line_edit.value.strip()
-        settings = DenoiseSettings(self.preset_override or get_preset(self._preset_box.value), self._device_box.value,
-                                   self.seed, float(self._lam_box.value) or None, bool(self._warm_box.value))
+        preset = get_preset(self._preset_box.value)
+        fit = preset.kind == "variational"  # the fit's controls count only where they are shown
+        settings = DenoiseSettings(preset, self._device_box.value, self.seed,
+                                   float(self._lam_box.value) or None if fit else None,
+                                   bool(self._warm_box.value) if fit else True)
         return DenoiseRequest(layer, settings, self._scope_box.value, int(self._first_box.value),
                               int(self._last_box.value), Path(typed) if typed else None, self._run_on_box.value,
                               self._scheduler_box.value, bool(self._std_box.value), shown_index(self.viewer, layer))
@@ -125,8 +133,13 @@ class DenoiseForm(Container):
         scope = self._scope_box.value
         self._first_box.visible = self._last_box.visible = scope == SCOPE_RANGE
         many = scope != SCOPE_SLICE
+        fit = get_preset(self._preset_box.value).kind == "variational"
+        self._output_box.visible = self._run_on_box.visible = many
         # a single slice has no neighbour to start from: the warm-start choice concerns stacks only
-        self._output_box.visible = self._run_on_box.visible = self._warm_box.visible = many
+        self._warm_box.visible = fit and many
+        self._lam_box.visible = fit
+        self._fit_note.value = "" if fit else NO_FIT_NOTE.format(preset=self._preset_box.value)
+        self._fit_note.visible = not fit
         self._output_note.visible = many and bool(self._output_note.value)
         self._scheduler_box.visible = many and self._run_on_box.value == RUN_CLUSTER
         if many:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from magicgui.widgets import Label, ProgressBar, PushButton
 from napari.qt.threading import create_worker
+from napari.utils import progress as activity
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..napari import remembered
@@ -41,7 +42,7 @@ from ..napari.request import (
 )
 from ..pipeline.events import SliceDone, SliceStep
 from ..pipeline.progress import RunProgress
-from ..pipeline.slices import planned_iterations
+from ..pipeline.slices import planned_fits
 from .denoise_form import DenoiseForm
 from .dialogs import ask_existing_output
 from .sizing import wrap_label
@@ -50,6 +51,7 @@ from .workers import ClosingGeneratorWorker
 __all__ = ["RUN_CLUSTER", "RUN_HERE", "SCOPE_ALL", "SCOPE_RANGE", "SCOPE_SLICE", "ScoreDVIWidget"]
 
 CLOSE_WAIT_MS = 10_000  # how long closing the widget waits for a running slice to stop
+BAR_STEPS = 1000  # the progress bars count thousandths of the run's work
 
 
 class ScoreDVIWidget(DenoiseForm):
@@ -67,7 +69,8 @@ class ScoreDVIWidget(DenoiseForm):
         self._added = False  # a run added output layers (the grid view is then reset)
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self._progress = ProgressBar(label="progress", value=0, min=0, max=BAR_STEPS)
+        self._activity = None  # napari's progress bar of the run (activity dock)
         self._status = Label(value="")
         wrap_label(self._status)  # a long status never widens the dock
         self.extend([self._run_button, self._cancel_button, self._progress, self._status])
@@ -138,17 +141,16 @@ class ScoreDVIWidget(DenoiseForm):
         if self._added and grid_enabled(self.viewer):
             self.viewer.reset_view()  # grid mode: show the new panels whole
         self._added = False
-        progress = RunProgress(planned_iterations(todo, request.settings), total, total - len(todo))
+        progress = RunProgress(total, total - len(todo), planned_fits(todo, request.settings))
         axes = lead_axes(request.layer, len(plan.grid.grid_axes))
         self.active = ActiveRun(request.layer, layers, outputs, progress, store, computed=computed, axes=axes)
-        self._progress.max = max(progress.steps_planned, 1)
         self._progress.value = 0
         before = progress.slices_before
         self._status.value = f"running on {len(todo)} slice(s)" + (f" ({before} done before)" if before else "")
-        # napari's own progress bar (activity dock) counts the worker's yields: steps plus slices
-        worker = create_worker(run_to_end, steps, _start_thread=False, _worker_class=ClosingGeneratorWorker,
-                               _progress={"total": progress.steps_planned + len(todo),
-                                          "desc": f"ScoreDVI {request.layer.name}"})
+        # napari's own progress bar (activity dock), moved with ours: the worker's yields are not equal
+        # shares of the work
+        self._activity = activity(total=BAR_STEPS, desc=f"ScoreDVI {request.layer.name}")
+        worker = create_worker(run_to_end, steps, _start_thread=False, _worker_class=ClosingGeneratorWorker)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -160,7 +162,7 @@ class ScoreDVIWidget(DenoiseForm):
         worker.start()
 
     def cancel(self) -> None:
-        """Stop after the current iteration; finished slices stay (in the layers, and on disk)."""
+        """Stop after the current prior pass or fit step; finished slices stay (in the layers, and on disk)."""
         if self.worker is not None:
             self.worker.quit()
 
@@ -203,7 +205,7 @@ class ScoreDVIWidget(DenoiseForm):
         progress = self.active.progress
         progress.record(event)
         if isinstance(event, SliceStep):
-            self._progress.value = progress.steps_shown
+            self._show_fraction(progress.fraction())
         elif isinstance(event, SliceDone):
             self.active.slice_done(event, shown=lambda layer: layer in self.viewer.layers)
         else:
@@ -222,7 +224,7 @@ class ScoreDVIWidget(DenoiseForm):
         if self.worker is not None and self.worker.abort_requested:
             return  # _on_aborted says it
         run.finished(end)
-        self._progress.value = self._progress.max
+        self._show_fraction(1.0)
         note = f"; {end.noise_note}" if end.noise_note else ""
         self._status.value = self._with_coverage(run.progress.status() + note)
         where = f" into {str(run.store.path)!r}" if run.store is not None else ""
@@ -245,8 +247,17 @@ class ScoreDVIWidget(DenoiseForm):
         coverage = self.active.coverage() if self.active is not None else ""
         return f"{text}; {coverage}" if coverage else text
 
+    def _show_fraction(self, fraction: float) -> None:
+        value = round(BAR_STEPS * fraction)
+        self._progress.value = value
+        if self._activity is not None:
+            self._activity.update(value - self._activity.n)
+
     def _on_finished(self) -> None:
         self.worker = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
         if self._closed:
             return
         self._run_button.enabled = True

@@ -1,5 +1,5 @@
 """What the engine hands back: the result of one image, what ran (typed), the state that warm-starts
-the next image, and the progress it reports while fitting."""
+the next image (the variational preset), and the progress it reports while it works."""
 
 from __future__ import annotations
 
@@ -8,20 +8,22 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .presets import Preset
+from .presets import Preset, VariationalPreset
 
 
 class Cancelled(Exception):
-    """Raise this from a ``progress`` callback to stop a fit; ``denoise`` re-raises it."""
+    """Raise this from a ``progress`` callback to stop the work; ``denoise`` re-raises it."""
 
 
 @dataclass(frozen=True)
-class FitStep:
-    """Progress of one image's fit: Adam step ``step`` of ``total`` is done (``total`` grows when a
-    diverged fit is redone)."""
+class WorkStep:
+    """Progress of one image: ``step`` of its ``total`` units of work are done. ``unit`` says what they
+    are: ``"prior pass"`` (the prior ensemble: one prior network on one view of one tile) or
+    ``"fit step"`` (the variational fit: one Adam step; ``total`` grows when a diverged fit is redone)."""
 
     step: int
     total: int
+    unit: str
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class DenoiseInfo:
     """What :func:`~napari_scoredvi.engine.api.denoise` did to one image (JSON-ready with :meth:`as_dict`).
 
     Intensities are in the input's units unless the name says ``8bit`` (the model's [0, 1] range x 255).
-    A constant image is returned unchanged: ``skipped`` says so and the fit's fields keep their defaults.
+    A constant image is returned unchanged: ``skipped`` says so and the method's fields keep their defaults.
+    The fields of the method that did not run keep their defaults.
     """
 
     version: str
@@ -46,23 +49,7 @@ class DenoiseInfo:
     seed: int
     device: str
     seconds: float = 0.0
-    iterations: int = 0
-    #: the fit continued the networks of a warm-start state (the previous slice of a stack)
-    warm_start: bool = False
     skipped: str | None = None
-    retries: int = 0
-    diverged: bool = False
-    #: mean squared residual of the fit over that of the priors' own estimate; above the limit the
-    #: fit "drifted" and the priors' estimate was returned (docs/engine.md)
-    drift_ratio: float = 1.0
-    drifted: bool = False
-    #: per channel, the factor (0.5-4) by which the posterior variance was scaled to the denoised image's
-    #: error as Stein's unbiased risk estimate reads it (empty for the variational preset, whose
-    #: posterior std is q's own)
-    posterior_scale: tuple[float, ...] = ()
-    lam: float | None = None
-    lam_auto: bool = True
-    beta0: float | None = None
     noise_std: float | None = None
     noise_std_8bit: float | None = None
     photon_transfer: tuple[PhotonTransfer, ...] = ()
@@ -73,14 +60,34 @@ class DenoiseInfo:
     noise_lag1: tuple[float, float] = (0.0, 0.0)
     #: the prior set used: ``independent``, ``correlated`` (grey, channel by channel) or ``colour`` (RGB)
     prior_set: str = ""
-    #: the priors denoised the image's variance-stabilising transform (:mod:`.vst`), not the image
-    stabilised: bool = False
     #: the training noise ranges (8-bit units) of the prior denoisers used
     prior_ranges_8bit: tuple[tuple[float, float], ...] = ()
     #: per channel: model value = (input - offset) / scale
     normalisation_offset: tuple[float, ...] = ()
     normalisation_scale: tuple[float, ...] = ()
-    #: the ELBO's terms at the last step
+    # -- the prior ensemble (fast, balanced) --
+    #: the priors denoised the image's variance-stabilising transform (:mod:`.vst`), not the image
+    stabilised: bool = False
+    #: mean squared residual of the output over that of the plain mixture of the priors' estimates;
+    #: above :data:`.ensemble.DRIFT_LIMIT` the output "drifted" and the mixture was returned
+    drift_ratio: float = 1.0
+    drifted: bool = False
+    #: per channel, the factor (0.5-4) by which the posterior variance was scaled to the denoised image's
+    #: error as Stein's unbiased risk estimate reads it
+    posterior_scale: tuple[float, ...] = ()
+    # -- the variational fit --
+    #: Adam steps run (0 for the prior ensemble)
+    iterations: int = 0
+    #: the fit continued the networks of a warm-start state (the previous slice of a stack)
+    warm_start: bool = False
+    retries: int = 0
+    diverged: bool = False
+    #: the prior weight and whether it was chosen from the noise level (None for the prior ensemble)
+    lam: float | None = None
+    lam_auto: bool = True
+    #: the Gamma prior's rate (noise variance, model units)
+    beta0: float | None = None
+    #: the objective's terms at the last step
     final_terms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -98,16 +105,14 @@ def _plain(value):
 
 @dataclass(frozen=True)
 class WarmStart:
-    """The fitted networks of one image, to start the fit of the next, similar image (the next slice
-    of a stack). Used only for the same preset, channel count, device and prior set (networks fitted
-    around one set's estimates are no start for another's); the next image keeps the first
-    ``components`` priors, whose networks these are."""
+    """The fitted networks of one image (the variational preset), to start the fit of the next, similar
+    image (the next slice of a stack). Used only for the same preset, channel count, device and prior
+    set (networks fitted with one set's scores are no start for another's)."""
 
-    preset: Preset
+    preset: VariationalPreset
     channels: int
     device: str
     prior_set: str
-    components: int
     nets: dict[str, torch.Tensor] = field(repr=False)
 
     def fits(self, preset: Preset, channels: int, device: str, prior_set: str) -> bool:
@@ -122,9 +127,11 @@ class DenoiseResult:
     denoised: posterior mean, in the input's intensity units.
     noise_variance: per-pixel noise variance (the image's noise level function at the denoised
     intensity), input units squared.
-    posterior_std: per-pixel posterior standard deviation (Tweedie's second-order formula), input units.
-    info: what ran. warm_start: the fitted networks; pass it as ``warm_start`` when denoising the
-    next, similar image with the same preset and device (None for a constant image without one).
+    posterior_std: per-pixel posterior standard deviation, input units (the prior ensemble: Tweedie's
+    second-order formula, calibrated; the variational fit: q's own).
+    info: what ran. warm_start (the variational preset): the fitted networks; pass it as ``warm_start``
+    when denoising the next, similar image with the same preset and device (None for the prior
+    ensemble, and for a constant image without one).
     """
 
     denoised: np.ndarray

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .presets import Preset, get_preset
+from .presets import DEFAULT_PRESET, Preset, get_preset
 
 #: the prior sets the engine can use (``auto``: chosen from the image's kind and the measured noise
 #: correlation, :func:`~napari_scoredvi.engine.api.choose_prior_set`; ``colour``: RGB images only)
@@ -28,17 +28,19 @@ def check_lam(lam) -> float | None:
 class DenoiseSettings:
     """How to denoise an image, or the slices of a stack.
 
-    preset: a :class:`~napari_scoredvi.engine.presets.Preset` or its name (``fast``, ``balanced``, ``variational``).
+    preset: a preset or its name (``fast``, the default; ``balanced``; ``variational``).
     device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (resolved where the work runs).
-    seed: the image's seed; in a stack slice ``k`` is fitted with seed ``seed + k``. lam: prior
-    weight, None = from the noise level. warm_start (stacks): start each slice's fit from the
-    previous slice's networks (docs/engine.md). priors: which prior set: ``auto`` (the
+    seed: the image's seed; in a stack slice ``k`` is denoised with seed ``seed + k``. lam (the
+    variational preset only; ValueError with another): prior weight, None = from the noise level.
+    warm_start (the variational preset, stacks): start each slice's fit from the previous slice's
+    networks; the prior ensemble denoises every slice on its own (see :attr:`warm_starts`). priors:
+    which prior set: ``auto`` (the
     correlated-noise priors where the engine measures correlated noise, the colour priors for an RGB
     image with pixel-independent noise), ``independent``, ``correlated`` or ``colour`` (RGB only;
     docs/priors.md).
     """
 
-    preset: Preset = field(default_factory=lambda: get_preset("balanced"))
+    preset: Preset = field(default_factory=lambda: get_preset(DEFAULT_PRESET))
     device: str = "auto"
     seed: int = 0
     lam: float | None = None
@@ -51,8 +53,17 @@ class DenoiseSettings:
         object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "lam", check_lam(self.lam))
         object.__setattr__(self, "warm_start", bool(self.warm_start))
+        if self.lam is not None and self.preset.kind != "variational":
+            raise ValueError(f"lam (the prior weight) applies to the variational preset only; the {self.preset.name} "
+                             "preset has no fit to weigh: leave lam at None")
         if self.priors not in PRIOR_SETS:
             raise ValueError(f"priors must be one of {', '.join(PRIOR_SETS)}, got {self.priors!r}")
+
+    @property
+    def warm_starts(self) -> bool:
+        """Whether the slices of a stack warm-start from the one before (the variational preset with
+        ``warm_start``); the prior ensemble's slices are independent."""
+        return self.warm_start and self.preset.kind == "variational"
 
     def with_(self, **changes) -> DenoiseSettings:
         """A copy with some fields changed."""
@@ -61,4 +72,4 @@ class DenoiseSettings:
     def as_dict(self) -> dict:
         """JSON-ready (provenance, layer metadata)."""
         return {"preset": self.preset.as_dict(), "device": self.device, "seed": self.seed, "lam": self.lam,
-                "warm_start": self.warm_start, "priors": self.priors}
+                "warm_start": self.warm_starts, "priors": self.priors}

@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,22 +66,23 @@ def correlated_normal(shape: tuple[int, ...], lag1: tuple[float, float], generat
 
 
 def tweedie_posterior_variance(
-    denoiser: Callable[[torch.Tensor], torch.Tensor],
+    denoiser: Callable[[torch.Tensor], Generator[None, None, torch.Tensor]],
     y: torch.Tensor,
     baseline: torch.Tensor,
     noise_variance: torch.Tensor,
     generator: torch.Generator,
     probes: int = PROBES,
     lag1: tuple[float, float] = (0.0, 0.0),
-) -> torch.Tensor:
+) -> Generator[None, None, torch.Tensor]:
     """Diagonal of ``J_D(y) S`` for a denoiser ``D`` of (N, C, H, W) images, with ``baseline = D(y)``
     and ``S`` the noise covariance: ``noise_variance`` per pixel, lag-1 correlation ``lag1`` (y, x);
-    all (C, H, W), model units (squared for the variances)."""
+    all (C, H, W), model units (squared for the variances). ``denoiser(v)`` is a generator returning
+    ``D(v)``; what it yields is passed on (progress between prior passes)."""
     std = noise_variance.sqrt()
     acc = torch.zeros_like(y)
     for _ in range(probes):
         e = std * correlated_normal(y.shape, lag1, generator, y.device, y.dtype)
-        acc += e * (denoiser((y + STEP * e)[None])[0] - baseline) / STEP
+        acc += e * ((yield from denoiser((y + STEP * e)[None]))[0] - baseline) / STEP
     diag = F.avg_pool2d((acc / probes)[None], WINDOW, stride=1, padding=WINDOW // 2, count_include_pad=False)[0]
     # J S is positive semi-definite for an MMSE denoiser: a local mean below the floor is probe noise
     return torch.maximum(diag, FLOOR * noise_variance)

@@ -28,8 +28,6 @@ SCOPES = (SCOPE_SLICE, SCOPE_ALL, SCOPE_RANGE)
 RUN_HERE = "this computer"
 RUN_CLUSTER = "dask cluster"
 RUN_CHOICES = (RUN_HERE, RUN_CLUSTER)
-#: the widget's default preset
-DEFAULT_PRESET = "fast"
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class DenoiseRequest:
     """
 
     layer: object
-    settings: DenoiseSettings = field(default_factory=lambda: DenoiseSettings(DEFAULT_PRESET))
+    settings: DenoiseSettings = field(default_factory=DenoiseSettings)
     scope: str = SCOPE_SLICE
     first: int = 0
     last: int = 0

@@ -1,8 +1,8 @@
-"""Running a stack's warm-start chains on a dask.distributed cluster (the only module that imports
-``distributed``).
+"""Running a stack on a dask.distributed cluster (the only module that imports ``distributed``).
 
-Each chain is one task (:func:`run_chain`): read a slice, denoise it, write its chunks, then set its
-``done`` flag. Workers read the input by its path and write the store themselves when they see the
+Each chain (:func:`~.slices.chain_length`: one slice for the prior ensemble, a warm-start chain for
+the variational fit) is one task (:func:`run_chain`): read a slice, denoise it, write its chunks,
+then set its ``done`` flag. Workers read the input by its path and write the store themselves when they see the
 same files (a shared filesystem); otherwise this process sends them the slices and writes what they
 send back (a laptop driving a lab GPU machine). Workers report each step through the scheduler's
 event log (``scoredvi-<run>`` topic; plain dicts on the wire, events again here), and stop at their
@@ -27,7 +27,7 @@ from ..io.store import open_store
 from .events import SliceDone, SliceFailed, SliceStep, Waiting
 from .job import SliceJob
 from .provenance import slice_record
-from .slices import chains, denoise_slices, plan_chains, read_slice, write_slice
+from .slices import chain_length, chains, denoise_slices, plan_chains, read_slice, write_slice
 
 CONNECT_TIMEOUT_S = 10  # seconds to reach a dask scheduler
 POLL_S = 0.1  # how often a cluster run looks for finished tasks and workers' progress
@@ -68,7 +68,7 @@ class _Planes:
 
 def run_chain(job: SliceJob, numbers: list[int], planes: dict[int, np.ndarray] | None = None,
               ) -> list[tuple[int, dict | BaseException, dict | None]]:
-    """A cluster task: denoise the slices ``numbers`` of one warm-start chain.
+    """A cluster task: denoise the slices ``numbers`` of one chain (one slice without warm starts).
 
     planes: the slices (by number, including those that only warm-start the next), when the input
     is not read by path. Returns ``(k, record or error, arrays or None)`` per slice: ``arrays``
@@ -97,7 +97,8 @@ def run_chain(job: SliceJob, numbers: list[int], planes: dict[int, np.ndarray] |
             event = next(gen)
             if isinstance(event, SliceStep):
                 if worker is not None:
-                    worker.log_event(topic, {"slice": event.number, "step": event.step, "total": event.steps})
+                    worker.log_event(topic, {"slice": event.number, "step": event.step, "total": event.steps,
+                                             "unit": event.unit})
                 if cancel is not None and time.monotonic() - last_check > 0.5:  # a scheduler round trip
                     last_check = time.monotonic()
                     if cancel.is_set():
@@ -149,11 +150,11 @@ def cluster_events(job: SliceJob, volume: Volume, store, todo: list[int], schedu
         writes_here = workers_see(client, str(store.path), fingerprint(str(store.path)))
         job = replace(job, run_id=run_id, write_here=writes_here, input_path=job.input_path if reads_path else "")
         client.subscribe_topic(topic, reports.put)
-        by_chain = chains(todo)
+        by_chain = chains(todo, chain_length(job.settings))
         for c, ks in by_chain.items():
             planes = None
             if not reads_path:  # sent slice by slice: each plane is its own piece of data on the cluster
-                fitted = [j for j, _ in plan_chains(ks, warm_start=job.settings.warm_start)]
+                fitted = [j for j, _ in plan_chains(ks, chain_length(job.settings), job.settings.warm_starts)]
                 planes = {j: client.scatter(read_slice(volume.array, grid.index(j))) for j in fitted}
             futures.append(client.submit(run_chain, job, ks, planes, key=f"scoredvi-{run_id}-chain-{c}", pure=False))
         pending = list(futures)
@@ -169,7 +170,7 @@ def cluster_events(job: SliceJob, volume: Volume, store, todo: list[int], schedu
                     reported.add(k)
                     yield done_event(k, msg["record"])
                 else:
-                    yield SliceStep(k, msg["step"], msg["total"])
+                    yield SliceStep(k, msg["step"], msg["total"], msg["unit"])
             finished = [f for f in pending if f.done()]
             if not finished:
                 time.sleep(POLL_S)

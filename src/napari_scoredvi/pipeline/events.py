@@ -28,12 +28,15 @@ class Waiting:
 
 @dataclass(frozen=True)
 class SliceStep:
-    """Adam step ``step`` of ``steps`` of slice ``number``'s fit is done (slices refitted only to
-    warm-start the next are reported too). A run into a store adds the slice's ``label``."""
+    """Unit ``step`` of the ``steps`` units of work of slice ``number`` is done; ``unit`` says what
+    they are (``"prior pass"``, ``"fit step"``: :class:`~napari_scoredvi.engine.result.WorkStep`).
+    Slices refitted only to warm-start the next are reported too. A run into a store adds the slice's
+    ``label``."""
 
     number: int
     step: int
     steps: int
+    unit: str = "prior pass"
     label: dict[str, int] = field(default_factory=dict)
 
 

@@ -32,7 +32,7 @@ def run_parameters(job: SliceJob, vol: Volume) -> dict:
     params = {"input": job.input_path or named, "input_shape": list(vol.array.shape),
               "input_dtype": str(vol.array.dtype), "axes": job.axes, "channel_axis": job.channel_axis,
               "preset": s.preset.as_dict(), "seed": s.seed, "lam": s.lam, "outputs": list(job.outputs),
-              "warm_start": s.warm_start}
+              "warm_start": s.warm_starts}
     if s.priors != "auto":  # stores made before the choice existed used "auto" and stay resumable
         params["priors"] = s.priors
     if job.rgb:  # likewise: only RGB runs, which did not exist before, record it
@@ -68,7 +68,7 @@ def layer_provenance(source: str, settings: DenoiseSettings, scope: str, n_slice
     """
     params = {"source": source, "preset": settings.preset.as_dict(), "device": settings.device,
               "seed": settings.seed, "scope": scope, "lam": "auto" if settings.lam is None else settings.lam,
-              "warm_start": settings.warm_start and n_slices > 1, "priors": settings.priors,
+              "warm_start": settings.warm_starts and n_slices > 1, "priors": settings.priors,
               "version": __version__, "slices_done": []}
     if store is not None:
         params["store"] = str(store.path)

@@ -1,11 +1,13 @@
 """Denoising a stack slice by slice: the one loop that the napari widget and the batch pipeline share.
 
-Neighbouring slices of a z-stack or time series look alike, so each slice's fit starts from the
-networks fitted to the slice before it (warm start) and runs the preset's ``warm_iterations``
-instead of its full ``iterations``. Slices are grouped in chains of ``CHAIN`` consecutive slice
-numbers; the first slice of a chain starts cold. Chains make the result of a slice independent of
-where a run started (a resumed batch run or a dask worker recomputes the chain from its start) and
-let a cluster fit chains in parallel. Slice ``k`` is fitted with seed ``settings.seed + k``.
+The prior ensemble (``fast``, ``balanced``) denoises every slice on its own. The variational fit
+warm-starts (``settings.warm_starts``): neighbouring slices of a z-stack or time series look alike,
+so each slice's fit starts from the networks fitted to the slice before it and runs the preset's
+``warm_iterations`` instead of its full ``iterations``. Those slices are grouped in chains of
+``CHAIN`` consecutive slice numbers; the first slice of a chain starts cold. Chains make the result
+of a slice independent of where a run started (a resumed batch run or a dask worker recomputes the
+chain from its start) and let a cluster fit chains in parallel; without warm starts a chain is one
+slice (:func:`chain_length`). Slice ``k`` is denoised with seed ``settings.seed + k``.
 
 :func:`denoise_stack_steps` is the loop over slice numbers (reading and writing through callbacks);
 :func:`denoise_slices` runs it on the slices of an array (numpy, dask or zarr, read one slice at a
@@ -25,8 +27,13 @@ from ..engine.settings import DenoiseSettings
 from ..io.slice_grid import SliceGrid
 from .events import SliceDone, SliceFailed, SliceStep
 
-#: consecutive slices that share a warm-start chain
+#: consecutive slices that share a warm-start chain (the variational fit with warm starts)
 CHAIN = 16
+
+
+def chain_length(settings: DenoiseSettings) -> int:
+    """Consecutive slices denoised in one chain: :data:`CHAIN` when the slices warm-start, else 1."""
+    return CHAIN if settings.warm_starts else 1
 
 
 class SliceError(RuntimeError):
@@ -49,24 +56,23 @@ def denoise_stack_steps(
     settings: DenoiseSettings,
     channel_axis: int | None = None,
     posterior_std: bool = True,
-    chain: int = CHAIN,
     rgb: bool = False,
 ) -> Generator[SliceStep | tuple[int, DenoiseResult], None, list[int]]:
     """Denoise the slices ``numbers`` (slice numbers in the stack, any order) one after the other.
 
     ``read(k)`` returns slice ``k`` as an array (2D, or 3D with ``channel_axis``); ``write(k, result)``
-    stores its :class:`~napari_scoredvi.engine.result.DenoiseResult`. Slices that are not in
-    ``numbers`` but start the chain of one that is are fitted too (their result is not written), so
-    every slice gets the same result whatever subset is asked for. ``settings.warm_start=False`` fits
-    every slice cold. ``posterior_std=False`` skips the posterior std (NaN in the results).
+    stores its :class:`~napari_scoredvi.engine.result.DenoiseResult`. With warm starts, slices that are
+    not in ``numbers`` but start the chain of one that is are fitted too (their result is not
+    written), so every slice gets the same result whatever subset is asked for; otherwise exactly the
+    slices ``numbers`` are denoised. ``posterior_std=False`` skips the posterior std (NaN in the results).
     ``rgb``: the channel axis holds R, G, B (the colour priors; :func:`~napari_scoredvi.engine.api.denoise_steps`).
 
-    Yields a :class:`SliceStep` after each iteration and ``(k, result)`` after each
-    written slice. Closing the generator stops within an iteration. Returns the slice numbers
+    Yields a :class:`SliceStep` after each unit of work (a prior pass, a fit step) and ``(k, result)``
+    after each written slice. Closing the generator stops the work within one unit. Returns the slice numbers
     written, in order. A slice that fails (bad data, an unreadable chunk) raises :class:`SliceError`
     naming it; the slices written before it stay written.
     """
-    warm_start = settings.warm_start
+    warm_start, chain = settings.warm_starts, chain_length(settings)
     plan = plan_chains(sorted(set(int(k) for k in numbers)), chain, warm_start)
     written: list[int] = []
     state: WarmStart | None = None
@@ -79,7 +85,7 @@ def denoise_stack_steps(
                                   rgb=rgb)
             while True:
                 event = next(steps)
-                yield SliceStep(k, event.step, event.total)
+                yield SliceStep(k, event.step, event.total, event.unit)
         except StopIteration as stop:
             result: DenoiseResult = stop.value
         except (ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
@@ -95,12 +101,10 @@ def denoise_stack_steps(
     return written
 
 
-def planned_iterations(numbers: Sequence[int], settings: DenoiseSettings, chain: int = CHAIN) -> int:
-    """Adam steps :func:`denoise_stack_steps` will take for ``numbers`` (without divergence retries)."""
-    warm, preset = settings.warm_start, settings.preset
-    plan = plan_chains(sorted(set(int(k) for k in numbers)), chain, warm)
-    return sum(preset.iterations if not warm or k == chain_start(k, chain) else preset.warm_iterations
-               for k, _ in plan)
+def planned_fits(numbers: Sequence[int], settings: DenoiseSettings) -> int:
+    """Slices :func:`denoise_stack_steps` will denoise for ``numbers``: those asked for and, with warm
+    starts, the slices before them in their chains that it refits to warm-start them."""
+    return len(plan_chains(sorted(set(int(k) for k in numbers)), chain_length(settings), settings.warm_starts))
 
 
 def chains(numbers: Sequence[int], chain: int = CHAIN) -> dict[int, list[int]]:

@@ -8,6 +8,7 @@ jointly.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from functools import lru_cache
 from importlib import resources
 
@@ -54,9 +55,10 @@ class GaussianDenoiser(nn.Module):
         return torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
 
 
-def self_ensemble(denoiser, x: torch.Tensor, n: int = 8) -> torch.Tensor:
+def self_ensemble(denoiser, x: torch.Tensor, n: int = 8) -> Generator[None, None, torch.Tensor]:
     """Mean of ``denoiser`` over the first ``n`` of the 8 flips/90-degree rotations of ``x``
-    (N, C, H, W), each undone after denoising. ``n=1`` is a plain call."""
+    (N, C, H, W), each undone after denoising; ``n=1`` is a plain call. A generator: yields after each
+    view's pass (so that long work can report progress and stop between passes), returns the mean."""
     out = torch.zeros_like(x)
     for t in range(n):
         k, flip = t % 4, t >= 4
@@ -65,6 +67,7 @@ def self_ensemble(denoiser, x: torch.Tensor, n: int = 8) -> torch.Tensor:
         d = denoiser(v)
         d = d.flip(-1) if flip else d
         out += torch.rot90(d, -k, (-2, -1))
+        yield
     return out / n
 
 
