@@ -6,8 +6,8 @@ import pytest
 from conftest import psnr
 from napari_scoredvi import Cancelled, DenoiseSettings, denoise, denoise_steps
 from napari_scoredvi.engine.api import finish
-from napari_scoredvi.engine.presets import PRESETS
-from napari_scoredvi.engine.result import FitStep
+from napari_scoredvi.engine.presets import get_preset
+from napari_scoredvi.engine.result import WorkStep
 from napari_scoredvi.io.synthetic import noisy_fluorescence
 
 
@@ -44,35 +44,44 @@ def test_denoises_synthetic_fluorescence_in_input_units(device):
     assert (r.posterior_std > 0).all() and np.median(r.posterior_std) < np.sqrt(np.median(true_var))
     coverage = np.mean(np.abs(r.denoised - clean) <= 1.96 * r.posterior_std)
     assert 0.85 <= coverage <= 0.995, coverage
-    assert r.info.preset == "fast" and r.info.iterations >= PRESETS["fast"].iterations
-    assert r.info.lam > 0 and r.info.noise_std > 0 and r.info.seconds > 0 and "cpu" in r.info.device
+    assert r.info.preset == "fast" and r.info.stabilised and r.info.noise_std > 0 and r.info.seconds > 0
+    assert "cpu" in r.info.device
+    assert r.info.iterations == 0 and r.info.lam is None and r.warm_start is None  # the ensemble has no fit
 
 
-@pytest.mark.slow
-def test_same_seed_same_result(tiny_preset):
+def test_same_seed_same_result():
     noisy, _ = noisy_fluorescence((48, 48), seed=1)
-    a = denoise(noisy, preset=tiny_preset, device="cpu", seed=5)
-    b = denoise(noisy, preset=tiny_preset, device="cpu", seed=5)
-    c = denoise(noisy, preset=tiny_preset, device="cpu", seed=6)
-    np.testing.assert_array_equal(a.denoised, b.denoised)
-    np.testing.assert_array_equal(a.noise_variance, b.noise_variance)
-    assert not np.array_equal(a.denoised, c.denoised)
+    a = denoise(noisy, device="cpu", seed=5)
+    b = denoise(noisy, device="cpu", seed=5)
+    c = denoise(noisy, device="cpu", seed=6)
+    for name in ("denoised", "noise_variance", "posterior_std"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    # the prior ensemble's image has no randomness; the seed draws the posterior variance's probes
+    np.testing.assert_array_equal(a.denoised, c.denoised)
+    assert not np.array_equal(a.posterior_std, c.posterior_std)
+
+
+def test_the_fit_seed_changes_the_fit(short_fit):
+    noisy, _ = noisy_fluorescence((32, 32), seed=1)
+    a, b = (denoise(noisy, preset=short_fit, device="cpu", seed=s) for s in (5, 6))
+    assert not np.array_equal(a.denoised, b.denoised)
+    assert a.info.iterations == short_fit.iterations * (1 + a.info.retries)  # a diverged fit is redone once
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
-def test_any_dtype(dtype, tiny_preset):
+def test_any_dtype(dtype):
     noisy, _ = noisy_fluorescence((40, 40), seed=2)
     img = (noisy.astype(np.float64) / 4).astype(dtype)
-    r = denoise(img, preset=tiny_preset, device="cpu")
+    r = denoise(img, device="cpu")
     assert r.denoised.dtype == np.float32 and r.denoised.shape == img.shape
     assert abs(float(np.mean(r.denoised)) - float(np.mean(img))) < 0.1 * float(np.ptp(img))
 
 
 @pytest.mark.slow
-def test_rgb_channel_axis(tiny_preset):
+def test_rgb_channel_axis():
     noisy, _ = noisy_fluorescence((40, 44), seed=4)
     rgb = np.stack([noisy, noisy // 2, noisy // 3], axis=-1)
-    r = denoise(rgb, channel_axis=-1, preset=tiny_preset, device="cpu")
+    r = denoise(rgb, channel_axis=-1, device="cpu")
     assert r.denoised.shape == rgb.shape
     assert r.noise_variance.shape == rgb.shape
     means = r.denoised.reshape(-1, 3).mean(0)
@@ -81,27 +90,27 @@ def test_rgb_channel_axis(tiny_preset):
 
 
 @pytest.mark.slow
-def test_rgb_gets_the_colour_priors_unless_a_grey_set_is_asked_for(tiny_preset):
+def test_rgb_gets_the_colour_priors_unless_a_grey_set_is_asked_for():
     # a colour image: R, G, B share their edges (in different proportions), each with its own noise
     _, clean = noisy_fluorescence((64, 64), seed=4)
     clean = clean.astype(np.float64)
     rgb_clean = np.stack([clean, 0.6 * clean + 30, 0.3 * clean + 60], axis=-1)
     rgb = rgb_clean + 10 * np.random.default_rng(0).standard_normal(rgb_clean.shape)
-    r = denoise(rgb, channel_axis=-1, preset=tiny_preset, device="cpu", rgb=True)
+    r = denoise(rgb, channel_axis=-1, device="cpu", rgb=True)
     assert r.info.prior_set == "colour" and r.denoised.shape == rgb.shape
     means = r.denoised.reshape(-1, 3).mean(0)
     assert means[0] > means[1] > means[2]  # channels stay in place and in their own units
-    grey = denoise(rgb, channel_axis=-1, preset=tiny_preset, device="cpu", rgb=False)
+    grey = denoise(rgb, channel_axis=-1, device="cpu", rgb=False)
     assert grey.info.prior_set == "independent"
     span = float(np.ptp(rgb_clean))
-    # the colour priors see the edges in all three channels at once (0.63 dB better when written)
-    assert psnr(r.denoised, rgb_clean, span) > psnr(grey.denoised, rgb_clean, span) + 0.3
-    steps = denoise_steps(rgb, DenoiseSettings(tiny_preset, "cpu", priors="independent"), -1, rgb=True)
+    for out in (r, grey):  # both denoise (which set is better is the quality benchmark's question)
+        assert psnr(out.denoised, rgb_clean, span) > psnr(rgb, rgb_clean, span) + 5
+    steps = denoise_steps(rgb, DenoiseSettings("fast", "cpu", priors="independent"), -1, rgb=True)
     assert finish(steps).info.prior_set == "independent"
     with pytest.raises(ValueError, match="3 entries"):
         denoise(np.dstack([rgb, rgb[..., :1]]), channel_axis=-1, rgb=True)
     with pytest.raises(ValueError, match="needs an RGB image"):
-        next(denoise_steps(rgb, DenoiseSettings(tiny_preset, "cpu", priors="colour"), -1))
+        next(denoise_steps(rgb, DenoiseSettings("fast", "cpu", priors="colour"), -1))
 
 
 def test_the_prior_set_rule():
@@ -114,25 +123,50 @@ def test_the_prior_set_rule():
     assert choose_prior_set("independent", False, True) == "independent"
 
 
-def test_progress_reports_and_cancel_stops(tiny_preset):
+@pytest.mark.parametrize("preset", ["fast", "balanced"])
+def test_progress_counts_every_prior_pass(preset, monkeypatch):
+    """One progress step per call of a prior network, and the total announced from the first step."""
+    from napari_scoredvi.engine.priors import GaussianDenoiser
+
+    calls = []
+    forward = GaussianDenoiser.forward
+    monkeypatch.setattr(GaussianDenoiser, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
     noisy, _ = noisy_fluorescence((40, 40), seed=0)
     seen = []
+    denoise(noisy, preset=preset, device="cpu", progress=lambda step, total: seen.append((step, total, len(calls))))
+    total = seen[0][1]
+    assert [s for s, _, _ in seen] == list(range(1, total + 1)) and {t for _, t, _ in seen} == {total}
+    assert [c for _, _, c in seen] == list(range(1, total + 1))  # each step is one more network call
+    assert len(calls) == total
+
+
+def test_cancel_stops_at_the_next_prior_pass(monkeypatch):
+    from napari_scoredvi.engine.priors import GaussianDenoiser
+
+    calls = []
+    forward = GaussianDenoiser.forward
+    monkeypatch.setattr(GaussianDenoiser, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    noisy, _ = noisy_fluorescence((40, 40), seed=0)
 
     def progress(step, total):
-        seen.append((step, total))
         if step == 3:
             raise Cancelled()
 
     with pytest.raises(Cancelled):
-        denoise(noisy, preset=tiny_preset, device="cpu", progress=progress)
-    assert seen == [(1, 8), (2, 8), (3, 8)]
+        denoise(noisy, preset="balanced", device="cpu", progress=progress)
+    assert len(calls) == 3  # no prior pass after the cancel
 
 
-def test_generator_can_be_closed_midway(tiny_preset):
-    noisy, _ = noisy_fluorescence((40, 40), seed=0)
-    steps = denoise_steps(noisy, DenoiseSettings(tiny_preset, "cpu"))
-    assert next(steps) == FitStep(1, 8)
+def test_fit_progress_counts_adam_steps(short_fit):
+    noisy, _ = noisy_fluorescence((32, 32), seed=0)
+    steps = denoise_steps(noisy, DenoiseSettings(short_fit, "cpu"))
+    assert next(steps) == WorkStep(1, short_fit.iterations, "fit step")
     steps.close()  # no exception, nothing left running
+
+
+def test_the_prior_weight_is_refused_without_a_fit():
+    with pytest.raises(ValueError, match="variational preset only"):
+        denoise(np.zeros((32, 32)) + np.arange(32), preset="fast", lam=1.0)
 
 
 def test_finish_returns_the_value_passes_each_event_and_closes_on_a_raise():
@@ -188,44 +222,44 @@ def test_bad_images_are_rejected_before_any_work():
         denoise(np.ones((3, 32, 32)))
 
 
-def test_engine_ignores_torch_default_dtype(tiny_preset):
+def test_engine_ignores_torch_default_dtype():
     import torch
 
     noisy, _ = noisy_fluorescence((40, 40), seed=0)
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        r = denoise(noisy, preset=tiny_preset, device="cpu")
+        r = denoise(noisy, device="cpu")
     finally:
         torch.set_default_dtype(old)
     assert r.denoised.dtype == np.float32 and np.isfinite(r.denoised).all()
 
 
-@pytest.mark.slow
-def test_final_tweedie_step_and_ensemble_change_only_the_denoised_output(tiny_preset):
+def test_final_pass_and_views_change_only_the_denoised_output():
     import dataclasses
 
     noisy, _ = noisy_fluorescence((48, 48), seed=7)
-    plain = denoise(noisy, preset=tiny_preset, device="cpu", seed=1)
-    tweedie = denoise(noisy, preset=dataclasses.replace(tiny_preset, final_denoise=True), device="cpu", seed=1)
-    assert not np.allclose(plain.denoised, tweedie.denoised)
+    fast = denoise(noisy, preset="fast", device="cpu", seed=1)
+    plain = denoise(noisy, preset=dataclasses.replace(get_preset("fast"), final_pass=False), device="cpu", seed=1)
+    assert not np.allclose(plain.denoised, fast.denoised)
+
     # the noise variance is the same noise level function, evaluated halfway between each run's
     # denoised image and the noisy one
     def line(r):
         return np.polyfit(((r.denoised + noisy) / 2).ravel(), r.noise_variance.ravel(), 1)
 
-    np.testing.assert_allclose(line(plain), line(tweedie), rtol=1e-3)
-    ens = denoise(noisy, preset=dataclasses.replace(tiny_preset, final_denoise=True, ensemble=4), device="cpu",
-                  seed=1)
-    assert ens.denoised.shape == noisy.shape and np.isfinite(ens.denoised).all()
-    assert not np.array_equal(ens.denoised, tweedie.denoised)
+    np.testing.assert_allclose(line(plain), line(fast), rtol=1e-3)
+    balanced = denoise(noisy, preset="balanced", device="cpu", seed=1)
+    assert balanced.denoised.shape == noisy.shape and np.isfinite(balanced.denoised).all()
+    assert not np.array_equal(balanced.denoised, fast.denoised)
+    np.testing.assert_allclose(line(balanced), line(fast), rtol=1e-3)
 
 
 @pytest.mark.slow
-def test_posterior_std_can_be_skipped(tiny_preset):
+def test_posterior_std_can_be_skipped():
     noisy, _ = noisy_fluorescence((40, 40), seed=2)
-    full = denoise(noisy, preset=tiny_preset, device="cpu", seed=0)
-    skipped = denoise(noisy, preset=tiny_preset, device="cpu", seed=0, posterior_std=False)
+    full = denoise(noisy, device="cpu", seed=0)
+    skipped = denoise(noisy, device="cpu", seed=0, posterior_std=False)
     np.testing.assert_array_equal(full.denoised, skipped.denoised)
     np.testing.assert_array_equal(full.noise_variance, skipped.noise_variance)
     assert np.isfinite(full.posterior_std).all() and np.isnan(skipped.posterior_std).all()
@@ -246,35 +280,30 @@ def test_low_noise_image_gets_only_the_priors_for_its_noise():
 
 
 @pytest.mark.slow
-def test_a_fit_that_drifts_from_the_data_returns_the_priors_estimate(tiny_preset, monkeypatch):
-    """The drift guard: a fitted image farther from the data than DRIFT_LIMIT times the priors' own
-    estimate is replaced by that estimate (here forced by a limit below 1). What the caller sees: the
-    returned image no longer depends on the fit (its seed), it is closer to the data by exactly the
-    reported drift ratio, and the noise-variance map follows it; the fit's posterior std is kept."""
-    from napari_scoredvi.engine import fit as fit_module
+def test_an_output_that_drifts_from_the_data_is_replaced_by_the_mixture(monkeypatch):
+    """The drift guard: an output farther from the data than DRIFT_LIMIT times the plain mixture of the
+    priors' estimates is replaced by that mixture (here forced by a limit below 1). What the caller
+    sees: the returned image is closer to the data by exactly the reported drift ratio, and the
+    noise-variance map follows it."""
+    from napari_scoredvi.engine import ensemble
 
     noisy, _ = noisy_fluorescence((48, 48), seed=4)
     before = noisy.copy()
-    normal = denoise(noisy, preset=tiny_preset, device="cpu", seed=0)
-    assert not normal.info.drifted and 0.8 < normal.info.drift_ratio < fit_module.DRIFT_LIMIT
-    monkeypatch.setattr(fit_module, "DRIFT_LIMIT", 0.5)
-    r = denoise(noisy, preset=tiny_preset, device="cpu", seed=0)
-    r1 = denoise(noisy, preset=tiny_preset, device="cpu", seed=1)
+    normal = denoise(noisy, device="cpu", seed=0)
+    assert not normal.info.drifted and 0.8 < normal.info.drift_ratio < ensemble.DRIFT_LIMIT
+    monkeypatch.setattr(ensemble, "DRIFT_LIMIT", 0.5)
+    r = denoise(noisy, device="cpu", seed=0)
     np.testing.assert_array_equal(noisy, before)  # input untouched
-    assert r.info.drifted and r1.info.drifted
-    assert r.info.drift_ratio == pytest.approx(normal.info.drift_ratio, rel=1e-6)  # the same fit was judged
-    # the priors' estimate does not depend on the fit's seed (the fit does: test_same_seed_same_result)
-    np.testing.assert_allclose(r.denoised, r1.denoised, rtol=1e-5, atol=1e-3)
+    assert r.info.drifted and r.info.drift_ratio == normal.info.drift_ratio  # the same output was judged
     assert not np.allclose(r.denoised, normal.denoised)
-    # drift ratio = mean squared residual of the fit / that of the image returned (both against the data)
+    # drift ratio = mean squared residual of the output / that of the image returned (both against the
+    # data; the guard measures them in the stabilised domain, so only roughly here)
     residual = np.mean((noisy - normal.denoised.astype(np.float64)) ** 2)
     residual_returned = np.mean((noisy - r.denoised.astype(np.float64)) ** 2)
-    assert residual / residual_returned == pytest.approx(normal.info.drift_ratio, rel=1e-3)
-    # the estimate is a denoised image: same level as the data and smoother than it
+    assert residual / residual_returned == pytest.approx(normal.info.drift_ratio, rel=0.1)
+    # the mixture is a denoised image: same level as the data and smoother than it
     assert abs(np.mean(r.denoised) - np.mean(noisy)) < 0.05 * np.std(noisy)
     assert np.std(np.diff(r.denoised, axis=1)) < 0.8 * np.std(np.diff(noisy.astype(np.float64), axis=1))
-    # the posterior std is the fit's, unchanged by the guard
-    np.testing.assert_allclose(r.posterior_std, normal.posterior_std, rtol=1e-5, atol=1e-6)
     # the noise-variance map is the noise level function halfway between the image returned and the data
     pt = r.info.photon_transfer[0]
     halfway = (r.denoised.astype(np.float64) + noisy) / 2
@@ -282,12 +311,12 @@ def test_a_fit_that_drifts_from_the_data_returns_the_priors_estimate(tiny_preset
                                                             r.noise_variance.min()), rtol=1e-3, atol=1e-3)
 
 
-def test_warm_start_is_used_only_with_the_prior_set_it_was_fitted_with(tiny_preset):
-    noisy, _ = noisy_fluorescence((48, 48), seed=3)
-    first = denoise(noisy, preset=tiny_preset, device="cpu")
+def test_warm_start_is_used_only_with_the_prior_set_it_was_fitted_with(short_fit):
+    noisy, _ = noisy_fluorescence((32, 32), seed=3)
+    first = denoise(noisy, preset=short_fit, device="cpu")
     assert first.info.prior_set == "independent" and first.warm_start.prior_set == "independent"
-    same = denoise(noisy, preset=tiny_preset, device="cpu", warm_start=first.warm_start)
-    other = finish(denoise_steps(noisy, DenoiseSettings(tiny_preset, "cpu", priors="correlated"), None,
+    same = denoise(noisy, preset=short_fit, device="cpu", warm_start=first.warm_start)
+    other = finish(denoise_steps(noisy, DenoiseSettings(short_fit, "cpu", priors="correlated"), None,
                                   first.warm_start))
     assert same.info.warm_start and not other.info.warm_start
     assert other.info.prior_set == "correlated"

@@ -103,10 +103,12 @@ def test_priors_load_on_cuda():
 
 @pytest.mark.parametrize("n", [1, 4, 8])
 def test_self_ensemble_undoes_each_view(n):
+    from napari_scoredvi.engine.api import finish
     from napari_scoredvi.engine.priors import self_ensemble
 
     x = torch.rand(2, 1, 5, 7)
-    torch.testing.assert_close(self_ensemble(lambda v: v**2, x, n), x**2)  # pointwise: every view agrees
-    seen = []
-    self_ensemble(lambda v: seen.append(v.shape[-2:]) or v, x, n)
+    torch.testing.assert_close(finish(self_ensemble(lambda v: v**2, x, n)), x**2)  # pointwise: every view agrees
+    seen, passes = [], []
+    finish(self_ensemble(lambda v: seen.append(v.shape[-2:]) or v, x, n), passes.append)
     assert len(seen) == n and (n < 2 or seen[1] == (7, 5))  # rotated views really are rotated
+    assert len(passes) == n  # it yields after each view's pass

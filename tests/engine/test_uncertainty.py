@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from napari_scoredvi.engine.api import finish
 from napari_scoredvi.engine.noise_estimate import NoiseLevelFunction
 from napari_scoredvi.engine.uncertainty import noise_variance_map, tweedie_posterior_variance
 
@@ -20,6 +21,16 @@ def test_noise_variance_map_is_floored_above_zero():
     assert (out > 0).all()
 
 
+def _passes(denoiser):
+    """``denoiser`` as the generator of one pass that :func:`tweedie_posterior_variance` takes."""
+
+    def steps(v):
+        yield
+        return denoiser(v)
+
+    return steps
+
+
 @pytest.mark.parametrize("shrink", [0.2, 0.7])
 def test_tweedie_variance_of_a_linear_shrinkage_is_its_gain_times_the_noise(shrink):
     # D(y) = m + s (y - m) is the MMSE denoiser of a Gaussian prior; its posterior variance is s * v
@@ -30,7 +41,7 @@ def test_tweedie_variance_of_a_linear_shrinkage_is_its_gain_times_the_noise(shri
         return 0.5 + shrink * (v - 0.5)
 
     gen = torch.Generator().manual_seed(0)
-    out = tweedie_posterior_variance(denoiser, y, denoiser(y[None])[0], var, gen, probes=64)
+    out = finish(tweedie_posterior_variance(_passes(denoiser), y, denoiser(y[None])[0], var, gen, probes=64))
     smooth = F.avg_pool2d((shrink * var)[None], 7, stride=1, padding=3, count_include_pad=False)[0]
     assert torch.allclose(out, smooth, rtol=0.15)
 
@@ -44,7 +55,7 @@ def test_tweedie_variance_sees_the_jacobian_diagonal_of_a_filter():
         return F.avg_pool2d(v, 3, stride=1, padding=1, count_include_pad=False)
 
     gen = torch.Generator().manual_seed(1)
-    out = tweedie_posterior_variance(denoiser, y, denoiser(y[None])[0], var, gen, probes=64)
+    out = finish(tweedie_posterior_variance(_passes(denoiser), y, denoiser(y[None])[0], var, gen, probes=64))
     inner = out[0, 8:-8, 8:-8]
     assert abs(float(inner.mean()) - 0.02 / 9) < 0.1 * 0.02 / 9
     assert (out >= 0.01 * var).all()

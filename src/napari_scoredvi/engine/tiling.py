@@ -12,7 +12,7 @@ TILE = 1024
 TILE_OVERLAP = 64
 
 
-def tile_starts(n: int, tile: int = TILE, overlap: int = TILE_OVERLAP) -> list[int]:
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     """The first index of each tile along an axis of ``n`` pixels."""
     if n <= tile:
         return [0]

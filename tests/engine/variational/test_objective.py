@@ -1,18 +1,22 @@
-"""Each term of the negative ELBO against an independent closed form or Monte Carlo estimate."""
+"""Each term of the variational fit's negative ELBO against an independent closed form or Monte Carlo
+estimate, and its score term's gradient against a known denoiser."""
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Categorical, Dirichlet, Gamma, Normal, kl_divergence
 
-from napari_scoredvi.engine.elbo import (
+from napari_scoredvi.engine.variational.networks import PosteriorNets
+from napari_scoredvi.engine.variational.objective import (
     expected_log_weights,
     expected_neg_log_likelihood,
     kl_assignment,
     kl_dirichlet,
     kl_gamma,
-    score_log_prior,
+    published_negative_elbo,
 )
 
 
@@ -105,54 +109,21 @@ def test_expected_likelihood_matches_monte_carlo():
     torch.testing.assert_close(ours.flatten()[0], mc, atol=0.01, rtol=0)
 
 
-def test_score_value_and_gradient_at_known_points():
-    """D(x) = 0.5 x + 0.1 with var 0.25: the score (D(x) - x) / var is 0.4 - 2 x, so at
-    x = -1, 0, 0.2, 1 the gradient is 2.4, 0.4, 0, -1.6 (zero at the denoiser's fixed point 0.2)
-    and the value x * score / 2 is -1.2, 0, 0, -0.8."""
-    x = torch.tensor([-1.0, 0.0, 0.2, 1.0]).view(1, 1, 2, 2).requires_grad_()
-    value = score_log_prior(x, lambda t: 0.5 * t + 0.1, torch.tensor(0.25))
-    torch.testing.assert_close(value.flatten(), torch.tensor([-1.2, 0.0, 0.0, -0.8]))
-    (3.0 * value.sum()).backward()  # the upstream gradient multiplies the score
-    torch.testing.assert_close(x.grad.flatten(), 3.0 * torch.tensor([2.4, 0.4, 0.0, -1.6]))
-
-
-@pytest.mark.parametrize("shape", [(1, 1, 8, 8), (2, 3, 5, 7)])
-def test_score_gradient_is_pixelwise_and_treats_the_denoiser_as_constant(shape):
-    """The denoiser D(x) = w x (w = 0.75, a parameter) at var 0.5: d value / dx = (w - 1) x / var = -x / 2
-    pixel by pixel, whatever the shape, and no gradient reaches the denoiser's parameter."""
+def test_the_kl_term_back_propagates_the_score_of_a_known_denoiser():
+    # with the prior D(x) = 0.5 x the score at x is (D(x) - x) / var = -0.5 x / var: the prior part of
+    # d loss / d mu is lam * r * (-score) / pixels, whatever the sample
     torch.manual_seed(0)
-    x = torch.randn(shape, requires_grad=True)
-    w = torch.tensor(0.75, requires_grad=True)
-    value = score_log_prior(x, lambda t: w * t, torch.tensor(0.5))
-    assert value.shape == x.shape
-    value.sum().backward()
-    torch.testing.assert_close(x.grad, -x.detach() / 2)
-    assert w.grad is None
-
-
-def test_score_matches_gaussian_prior_score():
-    """For a Gaussian prior N(0, s0^2) the MMSE denoiser at noise s is s0^2/(s0^2+s^2) x, so the
-    surrogate's gradient must equal the analytic score of the smoothed prior, -x / (s0^2 + s^2)."""
-    s0, s = 0.8, 0.3
-    x = torch.randn(1000, requires_grad=True)
-    value = score_log_prior(x, lambda t: s0**2 / (s0**2 + s**2) * t, torch.tensor(s**2))
-    value.sum().backward()
-    torch.testing.assert_close(x.grad, -x.detach() / (s0**2 + s**2))
-    # and its value is the smoothed prior's log-density up to a constant
-    expected = torch.distributions.Normal(0.0, (s0**2 + s**2) ** 0.5).log_prob(x.detach())
-    torch.testing.assert_close(value - value[0], expected - expected[0])
-
-
-def test_score_with_mean_window_cannot_shift_local_means():
-    """A denoiser that adds a constant offset would drag the image by offset / var per step; with
-    the local mean removed, the score of a pure offset is zero and a zero-mean detail score stays."""
-    torch.manual_seed(1)
-    x = torch.rand(1, 1, 32, 32, requires_grad=True)
-    var = torch.tensor(1e-3)
-    score_log_prior(x, lambda t: t + 0.01, var, mean_window=5).sum().backward()
-    torch.testing.assert_close(x.grad, torch.zeros_like(x), atol=1e-3, rtol=0)
-    x.grad = None
-    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 2.0 - 1.0  # zero local mean
-    score_log_prior(x, lambda t: t + 0.01 * checker, var, mean_window=5).sum().backward()
-    inner = (x.grad[0, 0] * var)[4:-4, 4:-4]
-    torch.testing.assert_close(inner, 0.01 * checker[4:-4, 4:-4] - inner.mean(), atol=2e-3, rtol=0)
+    nets = PosteriorNets(1, 1, 2, 4, 2, 4)
+    y = torch.rand(1, 1, 8, 8)
+    q = nets(y)
+    mu = q.mu.detach().requires_grad_(True)
+    q = dataclasses.replace(q, mu=mu, log_var=torch.full_like(q.log_var, np.log(0.25)))
+    gen = torch.Generator().manual_seed(1)
+    loss_lam, _ = published_negative_elbo(y, q, [lambda x: 0.5 * x], 1.0, 0.01, gen)
+    (g_lam,) = torch.autograd.grad(loss_lam, mu)
+    gen = torch.Generator().manual_seed(1)
+    loss_0, _ = published_negative_elbo(y, q, [lambda x: 0.5 * x], 0.0, 0.01, gen)
+    (g_0,) = torch.autograd.grad(loss_0, mu)
+    x = mu.detach() + 0.5 * torch.randn(mu.shape, generator=torch.Generator().manual_seed(1))
+    expected = (0.5 * x / 0.25) / x.numel()  # -score, averaged over the 64 pixels (r = 1 with K = 1)
+    torch.testing.assert_close(g_lam - g_0, expected, rtol=1e-4, atol=1e-6)
