@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .stopping import check as check_stop
+
 PATCH = 5
 STRIDE = 4  # pixel-shuffle stride of the sub-images (breaks spatially correlated noise)
 MAX_PATCHES = 1 << 16  # a full-resolution estimate uses at most about this many patches
@@ -157,8 +159,10 @@ def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
     empty = np.zeros(0)
     if len(patches) < min_count * 2:
         return NoiseLevelBins(NoiseLevelFunction(0.0, _fallback_variance(image)), empty, empty, empty)
+    check_stop()  # the measurement takes seconds on a large frame (..stopping)
     means = patches.mean(axis=1)
     energy = _gradient_energy(patches, trim)
+    check_stop()
     edges = np.quantile(means, np.linspace(0, 1, N_BINS + 1))
     bin_of = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, N_BINS - 1)
     # each bin's patches (indices, ascending), found once: the texture test below only narrows them
@@ -172,6 +176,7 @@ def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
         levels, variances, counts, kept = [], [], [], []
         changed = False
         for b, (idx, bin_mean) in enumerate(zip(bins, bin_means)):
+            check_stop()
             if nlf is None:
                 keep = idx
             else:

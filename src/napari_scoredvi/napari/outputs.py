@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine.result import Cancelled
 from ..pipeline.events import RunEvent, SliceDone
 from ..pipeline.progress import RunProgress
 from .layers import MapContrast
@@ -46,6 +47,8 @@ def run_to_end(steps: Generator) -> Generator[RunEvent, None, RunEnd]:
     generator closes ``steps``."""
     try:
         outcome = yield from steps
+    except Cancelled:  # a Cancel inside a network pass (..engine.stopping): the worker says it
+        raise
     except Exception as exc:  # noqa: BLE001 - a notification, never a traceback in napari
         return RunEnd(str(exc) or type(exc).__name__)
     if outcome is None:  # a run into a store

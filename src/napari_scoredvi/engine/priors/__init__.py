@@ -15,6 +15,7 @@ from importlib import resources
 import torch
 from torch import nn
 
+from ..stopping import check as check_stop
 from .models import build_prior
 from .storage import unpack_state
 
@@ -83,7 +84,7 @@ def _load_state(name: str) -> dict:
 def load_priors(device: torch.device | str = "cpu", prior_set: str = "independent") -> list[GaussianDenoiser]:
     """The K shipped prior denoisers of ``prior_set`` (a key of :data:`PRIOR_FILES`: ``independent``,
     ``correlated`` for spatially correlated noise, ``colour`` for RGB; docs/priors.md), in eval mode,
-    without gradients, on ``device``."""
+    without gradients, on ``device``; each of their layers checks :func:`..stopping.stop_when` first."""
     if prior_set not in PRIOR_FILES:
         raise ValueError(f"prior_set must be one of {', '.join(PRIOR_FILES)}, got {prior_set!r}")
     state = _load_state(PRIOR_FILES[prior_set])
@@ -97,5 +98,8 @@ def load_priors(device: torch.device | str = "cpu", prior_set: str = "independen
             net = net.to(memory_format=torch.channels_last)
         prior = GaussianDenoiser(net, (rng[0] / 255.0, rng[1] / 255.0)).to(device, torch.float32).eval()
         prior.requires_grad_(False)
+        for layer in prior.modules():  # a Cancel lands within one layer (:mod:`..stopping`)
+            if isinstance(layer, nn.Conv2d):
+                layer.register_forward_pre_hook(check_stop)
         priors.append(prior)
     return priors
