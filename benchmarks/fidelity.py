@@ -1,4 +1,4 @@
-"""Are the outputs quantitatively right? Bias, the noise-variance map and the posterior std.
+"""``fidelity``: are the outputs quantitatively right? Bias, the noise-variance map and the posterior std.
 
 On the synthetic Poisson-Gaussian set of ``sets.py`` (``pg``: clean W2S averages and BSD68 crops in
 photon counts, three gains x two read noises, camera offset, uint16; the truth is known exactly), its
@@ -30,29 +30,26 @@ that meet each target that applies to that set.
 W2S: each file was stretched to 8 bit on its own, so the ground truth is first mapped into the raw
 frame's units by least squares (``raw ~ a * gt + b``); that aligned average is the clean image, and
 the truth of the variance is the squared residual of the raw frame against it, binned the same way.
-PolyU/CC: the mean image is in the noisy image's 8-bit units already (``quality.py`` scores them
+PolyU/CC: the mean image is in the noisy image's 8-bit units already (``quality`` scores them
 without a fit too, and PSNR here is against it as it is), but up to 3.7 levels off the noisy image
 in a channel's mean: shifted by that per-channel offset it is the clean image of the bias and the
 maps, and the truth of the variance is the squared residual of the noisy image against it (its
 mean: the residual's variance). With ``--opponents`` the rows of BM3D at our estimated sigma (CBM3D for
 RGB) and of VST + BM3D (grey sets only) give PSNR and bias; they give no maps.
 
-    python benchmarks/fidelity.py --presets fast balanced
-    python benchmarks/fidelity.py --presets --opponents --sets pg corr w2s polyu cc   # the opponents' bias
+``--figures`` writes the figures of docs/fidelity.md instead (``fidelity_figures.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
-from pathlib import Path
+import math
 
 import numpy as np
 
-import sets
-from measure import psnr, write_report
+from . import fidelity_figures, opponents, sets
+from .common import Report, preset_arg, preset_config
+from .measure import binned, psnr
 
 BIAS_MAX = 0.15  # |bias| of the bright 10 % and the dark 50 %, noise std units (pg, w2s: every image)
 BIN_MAX = 0.15  # |worst bin's relative error| (pg, corr: MAP_SHARE of the images; w2s: every frame)
@@ -75,17 +72,6 @@ def bias(out: np.ndarray, clean: np.ndarray, var: np.ndarray) -> dict[str, float
     masks = {"whole": np.ones(clean.shape, bool), "bright": clean >= np.quantile(clean, 0.9),
              "dark": clean <= np.quantile(clean, 0.5)}
     return {k: float((out - clean)[m].mean() / np.sqrt(var[m].mean())) for k, m in masks.items()}
-
-
-def binned(values: np.ndarray, intensity: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``values`` and of ``intensity`` in ``bins`` quantile bins of ``intensity`` (bins left
-    empty by repeated intensity values, as in 8-bit data, are dropped)."""
-    edges = np.quantile(intensity, np.linspace(0, 1, bins + 1))
-    idx = np.clip(np.searchsorted(edges, intensity.ravel(), side="right") - 1, 0, bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    full = count > 0
-    return ((np.bincount(idx, values.ravel(), bins) / count.clip(1))[full],
-            (np.bincount(idx, intensity.ravel(), bins) / count.clip(1))[full])
 
 
 def variance_map(map_: np.ndarray, true_var: np.ndarray, clean: np.ndarray) -> dict[str, float]:
@@ -163,8 +149,6 @@ def opponent_rows(item: sets.Item) -> dict[str, dict]:
     """PSNR and bias (as :func:`score`) of BM3D at our estimated sigma (CBM3D for RGB) and of VST +
     BM3D (grey only): whether a classical denoiser, tuned as a user tunes it, moves intensities the
     same way; NaN for the maps."""
-    import opponents
-
     if item.rgb:
         # no VST + BM3D on PolyU/CC: the generalised Anscombe transform stabilises Poisson-Gaussian
         # raw data (variance affine in the mean); sRGB JPEG/PNG values have passed demosaicking, colour
@@ -180,8 +164,6 @@ def opponent_rows(item: sets.Item) -> dict[str, dict]:
 def target_counts(which: str, rows: list[dict]) -> dict[str, dict]:
     """For each target that applies to set ``which`` (and whose columns these rows have: the
     opponents have no maps), how many images meet it: {label: {"met", "images", "need"}}."""
-    import math
-
     n = len(rows)
     every = n
     share = math.ceil(MAP_SHARE * n - 1e-9)
@@ -208,24 +190,11 @@ def target_counts(which: str, rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def load(which: str, args: argparse.Namespace) -> list[sets.Item]:
-    """The images of set ``which``; ``--limit`` applies to the real sets (PolyU: at most 8, as in
-    ``quality.py``)."""
-    if which == "w2s":
-        return sets.w2s(args.data, args.limit)
-    if which == "polyu":
-        return sets.polyu(args.data, min(args.limit, 8) if args.limit else 8)
-    if which == "cc":
-        return sets.cc(args.data, args.limit)
-    return sets.synthetic(which, args.data, args.per_source, args.conditions)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=sets.DATA)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks fidelity``."""
     p.add_argument("--sets", nargs="+", default=["pg", "w2s"], choices=["pg", "corr", "w2s", *RGB_SETS])
-    p.add_argument("--presets", nargs="*", default=["fast", "balanced"],
-                   help="preset names, optionally with overrides, e.g. fast:final_denoise=false")
+    p.add_argument("--presets", nargs="*", type=preset_arg, default=["fast", "balanced"],
+                   help="presets or configurations, e.g. fast:final_pass=False")
     p.add_argument("--opponents", action="store_true",
                    help="also PSNR and bias of BM3D (estimated sigma; CBM3D for RGB) and VST + BM3D (grey "
                         "sets only); they give no maps")
@@ -233,54 +202,59 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--conditions", type=int, default=None, help="only the first N (gain, read noise) conditions")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of w2s, polyu (at most 8), cc")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fidelity.json")
-    args = p.parse_args(argv)
+    fidelity_figures.add_arguments(p)
+
+
+def _set_summary(which: str, per: dict[str, list]) -> dict:
+    """Print one set's means (and worst images) per row and the target counts; return them."""
+    cols = ["psnr", "bias_whole", "bias_bright", "bias_dark", "bin_err_max", "slope_ratio", "level_ratio",
+            "coverage", "spearman"]
+    print(f"{'preset':24s} " + " ".join(f"{c:>12s}" for c in cols))
+    summary = {}
+    for preset, rows in per.items():
+        mean = {c: float(np.mean([r[c] for r in rows])) for c in cols}
+        worst = {c: float(max((r[c] for r in rows),
+                              key=lambda v, c=c: abs(v - (1 if c in ("slope_ratio", "level_ratio") else 0))))
+                 for c in cols[1:7]}
+        summary[preset] = {"mean": mean, "worst": worst, "targets": target_counts(which, rows)}
+        print(f"{preset:24s} " + " ".join(f"{mean[c]:12.3f}" for c in cols))
+        print(f"{'  worst':24s} {'':>12s} " + " ".join(f"{worst[c]:12.3f}" for c in cols[1:7]))
+    for preset, entry in summary.items():
+        if entry["targets"]:
+            print(f"targets ({preset}): " + "; ".join(
+                f"{label}: {t['met']}/{t['images']}" + (f" (need {t['need']})" if t["need"] < t["images"] else "")
+                for label, t in entry["targets"].items()))
+    return summary
+
+
+def run(args: argparse.Namespace) -> None:
+    """``python -m benchmarks fidelity``: writes ``fidelity.json`` and ``fidelity.log`` (``--figures``:
+    the PNG files of docs/images, nothing in the results folder)."""
     import torch
 
     from napari_scoredvi import denoise
 
     torch.set_num_threads(args.threads)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "sets": {}}
-    print(f"fidelity benchmark, {report['date']}, {machine}\ntargets: {TARGETS}", flush=True)
-    for which in args.sets:
-        items = load(which, args)
-        if not items:
-            raise SystemExit(f"no {which} images under {args.data}: check --data")
-        per: dict[str, list] = {}
-        for item in items:
-            for preset in args.presets:
-                r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=sets.preset_config(preset),
-                            device="cpu", seed=0)
-                row = {"image": item.name, **score(item, r.denoised, r.noise_variance, r.posterior_std),
-                       "seconds": r.info.seconds}
-                per.setdefault(preset, []).append(row)
-                print(f"{which} {item.name} {preset}: " + " ".join(
-                    f"{k} {v:.3f}" for k, v in row.items() if k != "image"), flush=True)
-            if args.opponents:
-                for name, row in opponent_rows(item).items():
-                    per.setdefault(name, []).append({"image": item.name, **row})
-        print(f"\n{which}: {len(items)} images; mean over images (bias/bins/slope/level: also the worst image)")
-        cols = ["psnr", "bias_whole", "bias_bright", "bias_dark", "bin_err_max", "slope_ratio", "level_ratio",
-                "coverage", "spearman"]
-        print(f"{'preset':24s} " + " ".join(f"{c:>12s}" for c in cols))
-        summary = {}
-        for preset, rows in per.items():
-            mean = {c: float(np.mean([r[c] for r in rows])) for c in cols}
-            worst = {c: float(max((r[c] for r in rows),
-                                  key=lambda v, c=c: abs(v - (1 if c in ("slope_ratio", "level_ratio") else 0))))
-                     for c in cols[1:7]}
-            summary[preset] = {"mean": mean, "worst": worst, "targets": target_counts(which, rows)}
-            print(f"{preset:24s} " + " ".join(f"{mean[c]:12.3f}" for c in cols))
-            print(f"{'  worst':24s} {'':>12s} " + " ".join(f"{worst[c]:12.3f}" for c in cols[1:7]))
-        for preset, entry in summary.items():
-            if entry["targets"]:
-                print(f"targets ({preset}): " + "; ".join(
-                    f"{label}: {t['met']}/{t['images']}" + (f" (need {t['need']})" if t["need"] < t["images"] else "")
-                    for label, t in entry["targets"].items()))
-        report["sets"][which] = {"summary": summary, "per_image": per}
-    write_report(args.out, report)
-
-
-if __name__ == "__main__":
-    main()
+    if args.figures:
+        with Report(None, args.results, "fidelity figures", args.threads):
+            fidelity_figures.write(args)
+        return
+    with Report("fidelity", args.results, "fidelity benchmark", args.threads) as report:
+        print(f"targets: {TARGETS}", flush=True)
+        for which in args.sets:
+            items = sets.load(which, args.data, args.limit, args.per_source, args.conditions)
+            per: dict[str, list] = {}
+            for item in items:
+                for preset in args.presets:
+                    r = denoise(item.noisy, channel_axis=-1 if item.rgb else None, preset=preset_config(preset),
+                                device="cpu", seed=0)
+                    row = {"image": item.name, **score(item, r.denoised, r.noise_variance, r.posterior_std),
+                           "seconds": r.info.seconds}
+                    per.setdefault(preset, []).append(row)
+                    print(f"{which} {item.name} {preset}: " + " ".join(
+                        f"{k} {v:.3f}" for k, v in row.items() if k != "image"), flush=True)
+                if args.opponents:
+                    for name, row in opponent_rows(item).items():
+                        per.setdefault(name, []).append({"image": item.name, **row})
+            print(f"\n{which}: {len(items)} images; mean over images (bias/bins/slope/level: also the worst image)")
+            report.data.setdefault("sets", {})[which] = {"summary": _set_summary(which, per), "per_image": per}

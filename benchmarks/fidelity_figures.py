@@ -1,5 +1,5 @@
-"""The figures of docs/fidelity.md, from one W2S frame and one image of the synthetic correlated-noise
-set, each denoised with one preset.
+"""``fidelity --figures``: the figures of docs/fidelity.md (docs/images/fidelity-*.png), from one W2S
+frame and one image of the synthetic correlated-noise set, each denoised with one preset.
 
 1. Noise variance against intensity: the truth (W2S: squared residual of the raw frame against the
    aligned 400-frame average; ``corr``: the known per-pixel variance), binned by clean intensity, our
@@ -7,7 +7,8 @@ set, each denoised with one preset.
    the engine reports (``fidelity-variance.png``, ``fidelity-variance-corr.png``).
 2. The posterior std map beside the absolute error map of the W2S frame (same colour scale).
 
-    python benchmarks/fidelity_figures.py --image 042_1 --corr-image w2s020_1_g2_r4 --preset fast
+Options: ``--figure-image`` (W2S field and channel), ``--figure-corr-image`` (an image of ``corr``),
+``--figure-preset``, ``--figures-dir``.
 """
 
 from __future__ import annotations
@@ -17,36 +18,48 @@ from pathlib import Path
 
 import numpy as np
 
-import sets
-from fidelity import binned
+from . import sets
+from .common import ROOT, preset_arg, preset_config
+from .measure import binned
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fidelity --figures``."""
+    p.add_argument("--figures", action="store_true",
+                   help="write the figures of docs/fidelity.md instead of the tables")
+    p.add_argument("--figure-image", default="042_1", help="--figures: W2S field and channel")
+    p.add_argument("--figure-corr-image", default="w2s020_1_g2_r4", help="--figures: an image of the corr set")
+    p.add_argument("--figure-preset", type=preset_arg, default="fast", help="--figures: the preset denoising both")
+    p.add_argument("--figures-dir", type=Path, default=ROOT / "docs" / "images", help="--figures: where they go")
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", default="042_1", help="W2S field and channel, e.g. 042_1")
-    p.add_argument("--corr-image", default="w2s020_1_g2_r4", help="an image of the synthetic `corr` set")
-    p.add_argument("--preset", default="fast")
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
+def _pick(items: list[sets.Item], name: str, which: str) -> sets.Item:
+    found = [i for i in items if i.name == name]
+    if not found:
+        raise SystemExit(f"no image {name!r} in {which}: one of {', '.join(i.name for i in items)}")
+    return found[0]
+
+
+def write(args: argparse.Namespace) -> None:
+    """Denoise the two images and write ``fidelity-variance.png``, ``fidelity-posterior-std.png`` and
+    ``fidelity-variance-corr.png`` into ``args.figures_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
     from napari_scoredvi import denoise
 
-    torch.set_num_threads(args.threads)
-    item = next(i for i in sets.w2s() if i.name == args.image)
-    r = denoise(item.noisy, preset=args.preset, device="cpu", seed=0)
+    out_dir, name = args.figures_dir, args.figure_preset
+    preset = preset_config(name)
+    item = _pick(sets.w2s(args.data), args.figure_image, "w2s")
+    r = denoise(item.noisy, preset=preset, device="cpu", seed=0)
     clean = sets.affine_fit(item.clean, item.noisy)  # the 400-frame average in the raw frame's units
     truth = (item.noisy - clean) ** 2
     t, level = binned(truth, clean, 20)
     m, _ = binned(r.noise_variance, clean, 20)
-    variance_figure(level, t, m, r.info, f"W2S {item.name}, preset {args.preset}", "truth: (raw - aligned average)^2, "
-                    "binned", "clean intensity (raw frame units)", OUT / "fidelity-variance.png")
+    variance_figure(level, t, m, r.info, f"W2S {item.name}, preset {name}", "truth: (raw - aligned average)^2, "
+                    "binned", "clean intensity (raw frame units)", out_dir / "fidelity-variance.png")
 
     err = np.abs(r.denoised - clean)
     vmax = float(np.quantile(err, 0.99))
@@ -56,23 +69,25 @@ def main(argv: list[str] | None = None) -> None:
         a.set_title(title)
         a.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.8, label="raw frame units")
-    fig.suptitle(f"W2S {item.name}, preset {args.preset}")
-    fig.savefig(OUT / "fidelity-posterior-std.png")
-    print(f"wrote {OUT / 'fidelity-variance.png'} and {OUT / 'fidelity-posterior-std.png'}")
+    fig.suptitle(f"W2S {item.name}, preset {name}")
+    fig.savefig(out_dir / "fidelity-posterior-std.png")
+    plt.close(fig)
+    print(f"wrote {out_dir / 'fidelity-variance.png'} and {out_dir / 'fidelity-posterior-std.png'}")
 
-    item = next(i for i in sets.synthetic("corr", per_source=1) if i.name == args.corr_image)
-    r = denoise(item.noisy, preset=args.preset, device="cpu", seed=0)
+    item = _pick(sets.synthetic("corr", args.data, per_source=1), args.figure_corr_image, "corr (1 image per source)")
+    r = denoise(item.noisy, preset=preset, device="cpu", seed=0)
     t, level = binned(item.variance, item.clean, 20)
     m, _ = binned(r.noise_variance, item.clean, 20)
     lag = ", ".join(f"{v:.2f}" for v in r.info.noise_lag1)
-    variance_figure(level, t, m, r.info, f"correlated noise (lag-1 0.6), {item.name}, {args.preset}\n"
+    variance_figure(level, t, m, r.info, f"correlated noise (lag-1 0.6), {item.name}, {name}\n"
                     f"info: noise_correlated {r.info.noise_correlated}, noise_lag1 (y, x) {lag}",
                     "truth: known per-pixel variance, binned", "clean intensity (ADU)",
-                    OUT / "fidelity-variance-corr.png")
-    print(f"wrote {OUT / 'fidelity-variance-corr.png'}")
+                    out_dir / "fidelity-variance-corr.png")
+    print(f"wrote {out_dir / 'fidelity-variance-corr.png'}")
 
 
-def variance_figure(level, truth, map_binned, info, title: str, truth_label: str, xlabel: str, path: Path) -> None:
+def variance_figure(level: np.ndarray, truth: np.ndarray, map_binned: np.ndarray, info, title: str, truth_label: str,
+                    xlabel: str, path: Path) -> None:
     """Binned truth and map against the binned clean intensity, with the reported line of channel 0."""
     import matplotlib.pyplot as plt
 
@@ -90,7 +105,3 @@ def variance_figure(level, truth, map_binned, info, title: str, truth_label: str
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,11 +1,11 @@
-"""What the benchmarks measure, written once: image quality (PSNR, SSIM) and process memory (resident
-set size).
+"""What the benchmarks measure, written once: image quality (PSNR, SSIM), process memory (resident
+set size) and page faults.
 
 PSNR is ``10 log10(data_range^2 / MSE)`` in float64, the formula of ``skimage.metrics.
-peak_signal_noise_ratio`` (same numbers); each benchmark picks its data range (``quality.py``: 255,
-or the clean range of the synthetic sets; ``fidelity.py``: the clean range). SSIM is
+peak_signal_noise_ratio`` (same numbers); each benchmark picks its data range (``quality``: 255,
+or the clean range of the synthetic sets; ``fidelity``: the clean range). SSIM is
 ``skimage.metrics.structural_similarity``. Memory figures are Linux's: ``VmRSS`` now, ``ru_maxrss``
-(the peak of this process so far).
+(the peak of this process so far); page faults are ``ru_minflt + ru_majflt``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-import sets
+from . import sets
 
 
 def psnr(out: np.ndarray, clean: np.ndarray, data_range: float) -> float:
@@ -43,6 +43,17 @@ def psnr_ssim(out: np.ndarray, clean: np.ndarray, data_range: float, affine: boo
     return psnr(out, clean, data_range), ssim(out, clean, data_range, channel_axis)
 
 
+def binned(values: np.ndarray, intensity: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``values`` and of ``intensity`` in ``bins`` quantile bins of ``intensity`` (bins left
+    empty by repeated intensity values, as in 8-bit data, are dropped)."""
+    edges = np.quantile(intensity, np.linspace(0, 1, bins + 1))
+    idx = np.clip(np.searchsorted(edges, intensity.ravel(), side="right") - 1, 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    full = count > 0
+    return ((np.bincount(idx, values.ravel(), bins) / count.clip(1))[full],
+            (np.bincount(idx, intensity.ravel(), bins) / count.clip(1))[full])
+
+
 def rss_mb() -> int:
     """This process's resident set size now (MB; Linux ``VmRSS``; 0 where /proc is missing)."""
     try:
@@ -61,12 +72,7 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def write_report(path, report: dict) -> None:
-    """Write a benchmark's JSON report (its folder made if needed) and say where."""
-    import json
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {path}")
+def page_faults() -> int:
+    """Page faults of this process so far (minor and major; ``getrusage``)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return int(usage.ru_minflt + usage.ru_majflt)

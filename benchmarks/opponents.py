@@ -1,4 +1,4 @@
-"""The opponents ``quality.py`` scores our method against, and their per-image cache.
+"""The opponents the ``quality`` benchmark scores our method against, and their per-image cache.
 
 * BM3D (PyPI ``bm3d``; CBM3D, ``bm3d.bm3d_rgb``, for RGB) with the sigma of our noise estimator:
   what a user who trusts an estimate gets.

@@ -1,4 +1,4 @@
-"""The benchmark image sets, shared by ``quality.py`` and ``fidelity.py``.
+"""The benchmark image sets, shared by the subcommands of ``python -m benchmarks``.
 
 Real pairs (W2S, PolyU, CC) are read from ``../shared/datasets``; the synthetic sets are made here
 from clean images (W2S 400-frame averages and BSD68) with a fixed seed, so every run scores the
@@ -8,6 +8,7 @@ same images:
   camera offset; independent pixels.
 * ``corr``: the same noise made spatially correlated (lag-1 correlation 0.6 in x and in y), as some
   widefield cameras deliver it; the per-pixel variance is unchanged.
+* ``set12``: the Set12 photographs with white Gaussian noise of a given std (8-bit units).
 
 Every item carries its clean image and, for the synthetic sets, the true per-pixel noise variance
 (all in the noisy image's units: ADU for the synthetic sets, 8-bit units for the real ones).
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+#: the datasets folder, ``../shared/datasets`` beside the repository (its README says what each set is)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 OFFSET = 100.0  # camera offset (ADU) of the synthetic sets
 #: (gain ADU/e-, photoelectrons at the brightest clean pixel): low light goes with high gain
@@ -49,7 +51,8 @@ def affine_fit(out: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return (a @ np.linalg.lstsq(a, gt.ravel(), rcond=None)[0]).reshape(gt.shape)
 
 
-def _centre(im: np.ndarray, size: int = CROP) -> np.ndarray:
+def centre(im: np.ndarray, size: int = CROP) -> np.ndarray:
+    """The centre ``size`` x ``size`` crop of an (H, W) or (H, W, C) image."""
     h, w = im.shape[:2]
     r, c = max((h - size) // 2, 0), max((w - size) // 2, 0)
     return im[r : r + size, c : c + size]
@@ -73,8 +76,8 @@ def _rgb_pairs(folder: Path, noisy_tag: str, clean_tag: str, limit: int | None, 
     items = []
     for f in sorted(folder.glob(f"*{noisy_tag}*"))[::every][:limit]:
         clean = folder / f.name.replace(noisy_tag, clean_tag)
-        items.append(Item(f.stem, _centre(iio.imread(f)[..., :3].astype(np.float64)),
-                          _centre(iio.imread(clean)[..., :3].astype(np.float64)), rgb=True))
+        items.append(Item(f.stem, centre(iio.imread(f)[..., :3].astype(np.float64)),
+                          centre(iio.imread(clean)[..., :3].astype(np.float64)), rgb=True))
     return items
 
 
@@ -96,9 +99,9 @@ def clean_images(data: Path = DATA, per_source: int = 3) -> list[tuple[str, np.n
 
     out = []
     for f in sorted((data / "w2s" / "gt_avg400").glob("*.tif"))[::3][:per_source]:
-        out.append((f.stem.replace("target_avg400_", "w2s"), _centre(tifffile.imread(f).astype(np.float64)) / 255))
+        out.append((f.stem.replace("target_avg400_", "w2s"), centre(tifffile.imread(f).astype(np.float64)) / 255))
     for f in sorted((data / "bsd" / "Set68").glob("*.png"))[::17][:per_source]:
-        out.append((f"bsd{f.stem}", _centre(iio.imread(f).astype(np.float64)) / 255))
+        out.append((f"bsd{f.stem}", centre(iio.imread(f).astype(np.float64)) / 255))
     return out
 
 
@@ -143,21 +146,38 @@ def synthetic(kind: str = "pg", data: Path = DATA, per_source: int = 3, conditio
     return items
 
 
-def preset_config(spec: str):
-    """A preset from a benchmark configuration name: a preset name with optional overrides, e.g.
-    ``fast``, ``balanced:iterations=150``, ``fast:final_denoise=false`` (``allocator=...`` is skipped:
-    not a preset field)."""
-    import dataclasses
+def set12(data: Path = DATA, limit: int | None = None, sigma: float = 25.0) -> list[Item]:
+    """Set12 (grey 8-bit photographs) with white Gaussian noise of std ``sigma`` (8-bit), seed 0."""
+    import imageio.v3 as iio
 
-    from napari_scoredvi.engine.presets import get_preset
+    rng = np.random.default_rng(0)
+    items = []
+    for f in sorted((data / "bsd" / "Set12").glob("*.png"))[:limit]:
+        gt = iio.imread(f).astype(np.float64)
+        items.append(Item(f.stem, gt + rng.normal(0, sigma, gt.shape), gt))
+    return items
 
-    name, _, over = spec.partition(":")
-    cfg = get_preset(name)
-    changes = {}
-    for item in filter(None, over.split(",")):
-        key, _, value = item.partition("=")
-        if key == "allocator":
-            continue
-        field_type = type(getattr(cfg, key))
-        changes[key] = value.lower() in ("1", "true", "yes") if field_type is bool else field_type(value)
-    return dataclasses.replace(cfg, name=spec, **changes) if changes else cfg
+
+SETS = ("w2s", "pg", "corr", "polyu", "cc", "set12")
+
+
+def load(which: str, data: Path = DATA, limit: int | None = None, per_source: int = 2, conditions: int | None = None,
+         sigma: float = 25.0) -> list[Item]:
+    """The images of set ``which`` (one of :data:`SETS`). ``limit``: only the first N images of the
+    real sets and Set12 (PolyU: at most 8); ``per_source`` / ``conditions``: the size of the synthetic
+    sets (:func:`synthetic`); ``sigma``: Set12's noise std. SystemExit when the folder has none."""
+    if which == "w2s":
+        items = w2s(data, limit)
+    elif which in ("pg", "corr"):
+        items = synthetic(which, data, per_source, conditions)
+    elif which == "polyu":
+        items = polyu(data, min(limit, 8) if limit else 8)
+    elif which == "cc":
+        items = cc(data, limit)
+    elif which == "set12":
+        items = set12(data, limit, sigma)
+    else:
+        raise ValueError(f"unknown set {which!r}: one of {', '.join(SETS)}")
+    if not items:
+        raise SystemExit(f"no {which} images under {data}: check --data (the datasets' README: ../shared/datasets)")
+    return items

@@ -1,11 +1,12 @@
-"""ScoreDVI as published (the ``variational`` preset) where its claim lives: priors that do not match the noise.
+"""``variational``: ScoreDVI as published (the ``variational`` preset) where its claim lives: priors that
+do not match the noise.
 
-On centre crops (``--crop``, small enough for a CPU) of the first ``--limit`` images of each set, every
-row one denoising of the same crop, seed 0, one thread:
+Section ``rows``: on centre crops (``--crop``, small enough for a CPU) of the first ``--limit``
+images of each set, every row one denoising of the same crop, seed 0, one thread:
 
-* ``default, matched``: the default preset with the engine's own prior choice (correlated-noise
-  priors where it measures correlated noise);
-* ``default, independent``: the default preset forced to the priors trained on pixel-independent noise;
+* ``balanced, matched``: the ``balanced`` preset with the engine's own prior choice
+  (correlated-noise priors where it measures correlated noise);
+* ``balanced, independent``: ``balanced`` forced to the priors trained on pixel-independent noise;
 * ``variational, independent``: the published cold-start fit with those Gaussian priors (the claim:
   nothing trained on the correlated or camera noise);
 * ``variational, independent, lam=0``: the same without the score prior (the control);
@@ -14,11 +15,14 @@ row one denoising of the same crop, seed 0, one thread:
 
 PSNR in dB (synthetic sets: peak = the clean crop's range; W2S: 255 after an affine fit of the output
 to the ground truth; PolyU/CC: 255). Rows are cached per crop and configuration in
-``benchmarks/results/variational.json`` (keyed by the contents of the engine's files), so the
-command resumes where it stopped. ``--cost`` times the reference configuration (its network sizes
-and step count) per step on one crop and prints the cost table.
+``variational-cache.json`` (keyed by the contents of the engine's files), so the command resumes
+where it stopped. Targets: corr, matched - variational(independent) <= 0.5 dB; PolyU and CC,
+variational(independent) >= oracle CBM3D; W2S, variational(independent) >= balanced.
 
-    python benchmarks/variational.py --crop 96 --limit 4
+Section ``cost``: seconds per Adam step (and per 500-step fit) of the ``variational`` preset and of
+the reference configuration's network sizes (image U-Net 4 levels x 64 channels; the noise,
+assignment and weight networks 5 x 32 each, here one trunk of width 96) on ``--cost-sizes`` slices,
+timed over ``--cost-steps`` steps after the first, in one run.
 """
 
 from __future__ import annotations
@@ -27,43 +31,55 @@ import argparse
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-import measure
-import sets
+from . import measure, opponents, sets
+from .common import Report, engine_version, write_json
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT = "balanced"
+SECTIONS = ("rows", "cost")
 ROWS = {  # row -> (preset, prior set, lam)
-    "default, matched": (DEFAULT, "auto", None),
-    "default, independent": (DEFAULT, "independent", None),
+    "balanced, matched": ("balanced", "auto", None),
+    "balanced, independent": ("balanced", "independent", None),
     "variational, independent": ("variational", "independent", None),
     "variational, independent, lam=0": ("variational", "independent", 0.0),
     "variational, matched": ("variational", "auto", None),
 }
+ORACLE = "oracle BM3D"
+STEPS = 500  # the reference's fit
 
 
-def crops(which: str, size: int, limit: int) -> list[tuple[sets.Item, float]]:
-    """(item cropped to ``size``, PSNR peak) for the first ``limit`` images of a set."""
-    loaders = {"corr": lambda: sets.synthetic("corr"), "pg": lambda: sets.synthetic("pg"), "w2s": sets.w2s,
-               "polyu": sets.polyu, "cc": sets.cc}
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks variational``."""
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    p.add_argument("--sets", nargs="+", default=["corr", "polyu", "cc", "w2s"],
+                   choices=["corr", "pg", "polyu", "cc", "w2s"])
+    p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--limit", type=int, default=3, help="images per set")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--cost-sizes", type=int, nargs="+", default=[256, 512], help="section cost: slice sizes")
+    p.add_argument("--cost-steps", type=int, default=3, help="section cost: steps timed per configuration")
+
+
+def crops(which: str, data, size: int, limit: int) -> list[tuple[sets.Item, float]]:
+    """(item cropped to ``size``, PSNR peak) for the first ``limit`` images of a set (the synthetic
+    sets with 3 clean images per source)."""
     out = []
-    for item in loaders[which]()[:limit]:
-        clean, noisy = sets._centre(item.clean, size), sets._centre(item.noisy, size)
+    for item in sets.load(which, data, per_source=3)[:limit]:
+        clean, noisy = sets.centre(item.clean, size), sets.centre(item.noisy, size)
         peak = 255.0 if which in ("w2s", "polyu", "cc") else float(clean.max() - clean.min())
         out.append((dataclasses.replace(item, clean=clean, noisy=noisy, variance=None), peak))
     return out
 
 
 def psnr(out: np.ndarray, item: sets.Item, peak: float, which: str) -> float:
+    """PSNR of a crop's output (W2S: after the affine fit to the ground truth)."""
     out = sets.affine_fit(out, item.clean) if which == "w2s" else out
     return measure.psnr(out, item.clean, peak)
 
 
-def ours(item: sets.Item, preset, priors: str, lam: float | None) -> tuple[np.ndarray, float, dict]:
-    """One denoising of the crop (``preset``: a name or a Preset): (denoised, seconds, {iterations, retries})."""
+def ours(item: sets.Item, preset: str, priors: str, lam: float | None) -> tuple[np.ndarray, float, dict]:
+    """One denoising of the crop: (denoised, seconds, {iterations, retries})."""
     from napari_scoredvi.engine.api import denoise_steps, finish
     from napari_scoredvi.engine.settings import DenoiseSettings
 
@@ -75,76 +91,57 @@ def ours(item: sets.Item, preset, priors: str, lam: float | None) -> tuple[np.nd
 
 
 def oracle_bm3d(item: sets.Item, peak: float, which: str) -> tuple[float, float]:
-    import opponents
-
+    """PSNR and seconds (one BM3D run) of BM3D (CBM3D on RGB) at the best sigma for the crop."""
     found = opponents.bm3d_oracle(np.asarray(item.noisy, np.float64), item.rgb, peak,
                                   lambda out: (psnr(out, item, peak, which), 0.0))
     return found["psnr"], found["seconds"]
 
 
-def reference_seconds_per_step(size: int, channels: int = 1, steps: int = 10) -> float:
-    """Seconds per step of the reference configuration's network sizes (image U-Net 4 levels x 64
-    channels; noise, assignment and weight nets 5 x 32 each; K = 3 priors, one sample) on a
-    ``size`` x ``size`` crop: our fit code with those sizes, timed over ``steps`` steps after one."""
-    import torch
-
-    from napari_scoredvi.engine.presets import get_preset
-    from napari_scoredvi.engine.priors import load_priors
-    from napari_scoredvi.engine.variational import fit_cold
-
-    # the reference's three separate 5 x 32 CNNs, as one trunk of the same total width
-    cfg = dataclasses.replace(get_preset("variational"), unet_levels=4, unet_base=64, aux_depth=5, aux_width=96,
-                              iterations=steps + 1)
-    y = torch.rand(channels, size, size)
-    gen = fit_cold(y, cfg, load_priors("cpu"), 1.0, 0.01, 0, 0, steps + 1)
-    next(gen)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        next(gen)
-    return (time.perf_counter() - t0) / steps
+class _Timed(Exception):
+    """Raised from the progress callback once enough steps are timed (stops the fit)."""
 
 
-def engine_version() -> str:
-    """A hash of the contents of the files ``denoise`` runs (quality.py's list): committing them does
-    not change it, editing them does."""
-    import hashlib
+def seconds_per_step(preset, size: int, steps: int) -> float:
+    """Seconds per Adam step of ``preset`` (a :class:`VariationalPreset`) on a random ``size`` x ``size``
+    slice, through ``denoise_steps``: from the end of the first step to that of step ``steps + 1``."""
+    from napari_scoredvi.engine.api import denoise_steps, finish
+    from napari_scoredvi.engine.settings import DenoiseSettings
 
-    import quality
+    times: list[float] = []
 
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for name in quality._engine_files(root):
-        digest.update(name.encode() + (root / name).read_bytes())
-    return "content-" + digest.hexdigest()[:16]
+    def tick(_event) -> None:
+        times.append(time.perf_counter())
+        if len(times) > steps:
+            raise _Timed
+
+    image = np.random.default_rng(0).random((size, size))
+    try:
+        finish(denoise_steps(image, DenoiseSettings(preset, "cpu", 0), posterior_std=False), tick)
+    except _Timed:
+        pass
+    return (times[steps] - times[0]) / steps
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="*", default=["corr", "polyu", "cc", "w2s"])
-    p.add_argument("--crop", type=int, default=96)
-    p.add_argument("--limit", type=int, default=4, help="images per set")
-    p.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
-    p.add_argument("--cost", action="store_true", help="also time the reference configuration per step")
-    p.add_argument("--cache", type=Path, default=RESULTS / "variational.json")
-    args = p.parse_args(argv)
-    import torch
-
+def reference_preset():
+    """The reference configuration's network sizes on the ``variational`` preset (its three separate
+    5 x 32 networks as one trunk of the same total width)."""
     from napari_scoredvi.engine.presets import get_preset
 
-    torch.set_num_threads(1)
+    return dataclasses.replace(get_preset("variational"), name="reference sizes", unet_levels=4, unet_base=64,
+                               aux_depth=5, aux_width=96)
+
+
+def rows(args: argparse.Namespace) -> dict:
+    """Section ``rows``: compute the rows not cached, print the per-crop rows, means and targets."""
+    from napari_scoredvi.engine.presets import get_preset
+
+    path = args.results / "variational-cache.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
     version = engine_version()
-    cache = json.loads(args.cache.read_text()) if args.cache.exists() else {}
-    print(f"{time.strftime('%Y-%m-%d %H:%M')} engine {version}, crop {args.crop}, {args.limit} per set, 1 thread",
-          flush=True)
-
-    def save() -> None:
-        tmp = args.cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        tmp.replace(args.cache)
-
+    print(f"engine {version}, crop {args.crop}, {args.limit} per set, 1 thread", flush=True)
     summary: dict[str, dict[str, list[float]]] = {}
     for which in args.sets:
-        for item, peak in crops(which, args.crop, args.limit):
+        for item, peak in crops(which, args.data, args.crop, args.limit):
             base = f"{which}/{item.name}/{args.crop}"
             for row in args.rows:
                 key = f"{base}/{row}"
@@ -154,47 +151,72 @@ def main(argv: list[str] | None = None) -> None:
                     out, seconds, extra = ours(item, preset, priors, lam)
                     cache[key] = {"engine": version, "preset": config, "psnr": psnr(out, item, peak, which),
                                   "seconds": seconds, **extra}
-                    save()
+                    write_json(path, cache)
                 summary.setdefault(which, {}).setdefault(row, []).append(cache[key]["psnr"])
                 summary[which].setdefault(row + " s", []).append(cache[key]["seconds"])
-            key = f"{base}/oracle BM3D"
+            key = f"{base}/{ORACLE}"
             if key not in cache:
                 value, seconds = oracle_bm3d(item, peak, which)
                 cache[key] = {"psnr": value, "seconds": seconds}
-                save()
-            summary[which].setdefault("oracle BM3D", []).append(cache[key]["psnr"])
+                write_json(path, cache)
+            summary[which].setdefault(ORACLE, []).append(cache[key]["psnr"])
             print(f"  {base}: " + ", ".join(f"{r} {cache[f'{base}/{r}']['psnr']:.2f}" for r in
-                                            [*args.rows, "oracle BM3D"]), flush=True)
+                                            [*args.rows, ORACLE]), flush=True)
     print(f"\nmean PSNR (dB) and seconds per crop, {args.crop} x {args.crop}:")
-    for which, rows in summary.items():
-        print(f"{which} ({len(rows['oracle BM3D'])} crops)")
-        for row, values in rows.items():
+    means = {which: {row: float(np.mean(values)) for row, values in rs.items()} for which, rs in summary.items()}
+    for which, rs in means.items():
+        print(f"{which} ({len(summary[which][ORACLE])} crops)")
+        for row, value in rs.items():
             if not row.endswith(" s"):
-                secs = rows.get(row + " s")
-                print(f"  {row:34s} {np.mean(values):6.2f}" + (f"  {np.mean(secs):7.1f} s" if secs else ""))
+                secs = rs.get(row + " s")
+                print(f"  {row:34s} {value:6.2f}" + (f"  {secs:7.1f} s" if secs is not None else ""))
+    return {"engine": version, "crop": args.crop, "means": means, "targets": _targets(means)}
+
+
+def _targets(means: dict[str, dict[str, float]]) -> list[dict]:
+    """Print and return the targets the means can check."""
     print("\ntargets:")
-    for which, rows in summary.items():
-        v = rows.get("variational, independent")
+    out = []
+    for which, rs in means.items():
+        v = rs.get("variational, independent")
         if v is None:
             continue
-        if which == "corr" and "default, matched" in rows:
-            gap = np.mean(rows["default, matched"]) - np.mean(v)
-            print(f"  corr: matched - variational(independent) = {gap:+.2f} dB (target <= 0.5): "
-                  f"{'PASS' if gap <= 0.5 else 'FAIL'}")
+        if which == "corr" and "balanced, matched" in rs:
+            out.append((which, "balanced, matched - variational, independent", rs["balanced, matched"] - v, "<=", 0.5))
         if which in ("polyu", "cc"):
-            gap = np.mean(v) - np.mean(rows["oracle BM3D"])
-            print(f"  {which}: variational(independent) - oracle CBM3D = {gap:+.2f} dB (target >= 0): "
-                  f"{'PASS' if gap >= 0 else 'FAIL'}")
-        if which == "w2s" and "default, matched" in rows:
-            gap = np.mean(v) - np.mean(rows["default, matched"])
-            print(f"  w2s: variational(independent) - default = {gap:+.2f} dB (target >= 0): "
-                  f"{'PASS' if gap >= 0 else 'FAIL'}")
-    if args.cost:
-        ref = reference_seconds_per_step(args.crop)
-        steps = get_preset("variational").iterations
-        print(f"\ncost on {args.crop} x {args.crop}: reference configuration {ref:.3f} s/step x 500 steps = "
-              f"{ref * 500:.0f} s; variational preset ({steps} steps): see the rows' seconds above")
+            out.append((which, "variational, independent - oracle CBM3D", v - rs[ORACLE], ">=", 0.0))
+        if which == "w2s" and "balanced, matched" in rs:
+            out.append((which, "variational, independent - balanced", v - rs["balanced, matched"], ">=", 0.0))
+    report = []
+    for which, what, gap, sense, limit in out:
+        ok = gap <= limit if sense == "<=" else gap >= limit
+        print(f"  {which}: {what} = {gap:+.2f} dB (target {sense} {limit:g}): {'PASS' if ok else 'FAIL'}")
+        report.append({"set": which, "what": what, "value_db": gap, "target": f"{sense} {limit:g}", "pass": ok})
+    return report
 
 
-if __name__ == "__main__":
-    main()
+def cost(args: argparse.Namespace) -> dict:
+    """Section ``cost``: seconds per step of the variational preset and of the reference sizes."""
+    from napari_scoredvi.engine.presets import get_preset
+
+    print(f"\nseconds per step (x {STEPS} steps), {args.cost_steps} steps timed, 1 thread", flush=True)
+    out = {}
+    for size in args.cost_sizes:
+        ours_s = seconds_per_step(get_preset("variational"), size, args.cost_steps)
+        ref_s = seconds_per_step(reference_preset(), size, args.cost_steps)
+        out[str(size)] = {"variational": ours_s, "reference_sizes": ref_s}
+        print(f"{size} x {size}: variational {ours_s:.3f} s/step ({ours_s * STEPS:.0f} s), reference sizes "
+              f"{ref_s:.3f} s/step ({ref_s * STEPS:.0f} s), ratio {ours_s / ref_s:.2f}", flush=True)
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    """``python -m benchmarks variational``: writes ``variational.json`` and ``variational.log``."""
+    import torch
+
+    torch.set_num_threads(1)
+    with Report("variational", args.results, "variational benchmark", 1) as report:
+        if "rows" in args.sections:
+            report.data["rows"] = rows(args)
+        if "cost" in args.sections:
+            report.data["cost"] = cost(args)

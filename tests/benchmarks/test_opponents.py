@@ -1,17 +1,10 @@
 """The benchmark's opponents (benchmarks/opponents.py): the oracle sigma search (the VST they use is the
 engine's: tests/engine/test_vst.py)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "opponents", Path(__file__).resolve().parents[2] / "benchmarks" / "opponents.py"
-)
-opponents = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(opponents)
+from benchmarks import opponents
 
 
 @pytest.mark.parametrize("best", [23.7, 2.2, 230.0])  # 8-bit equivalents: between grid values, below, above

@@ -1,0 +1,1 @@
+"""The benchmarks of napari-scoredvi: ``python -m benchmarks --help`` (from the repository root)."""
