@@ -96,6 +96,16 @@ def _not_zarr_output(tmp_path):
     (tmp_path / "out.zarr" / "notes.txt").write_text("precious")
 
 
+def _existing_store(tmp_path):
+    """An output store made with the fast preset (as a run that has just started makes it)."""
+    from napari_scoredvi.engine.settings import DenoiseSettings
+    from napari_scoredvi.io.read import open_volume
+    from napari_scoredvi.pipeline.run import prepare_run
+
+    tifffile.imwrite(tmp_path / "in.tif", _stack())
+    prepare_run(open_volume(tmp_path / "in.tif", "ZYX"), tmp_path / "out.zarr", DenoiseSettings("fast", "cpu"))
+
+
 def _read_only(tmp_path, monkeypatch):
     import zarr
 
@@ -117,6 +127,12 @@ BAD_INPUTS = {
     "not-zarr": (_not_zarr_output, [], r"is not a Zarr store.*; choose another output path"),
     "not-zarr-resume": (_not_zarr_output, ["--resume"], r"is not a Zarr store.*; choose another output path"),
     "not-zarr-overwrite": (_not_zarr_output, ["--overwrite"], r"is not a Zarr store.*; choose another output path"),
+    "exists": (_existing_store, ["--axes", "ZYX"],
+               r"out\.zarr' already exists; resume it to finish an interrupted run \(--resume\), or replace it "
+               r"\(--overwrite\)$"),
+    "resume-other-settings": (_existing_store, ["--axes", "ZYX", "--resume"],
+                              r"cannot resume into .*: it was made with different .*preset.*; use the same input and "
+                              r"settings, or replace it \(--overwrite\) to start again$"),
     "read-only": (_read_only, [], r"cannot create the output .* \(Read-only file system\); choose an output path"),
 }
 

@@ -14,6 +14,31 @@ import numpy as np
 from ._version import __version__
 from .engine.devices import DEVICE_CHOICES
 from .engine.presets import DEFAULT_PRESET, PRESETS
+from .io.errors import Argument, ArgumentRemedy
+
+#: the option that sets each library argument an error or a note may name (:mod:`.io.errors`)
+FLAGS = {"resume": "--resume", "overwrite": "--overwrite", "axes": "--axes", "index": "--slice"}
+
+
+def flag_words(arg: Argument) -> str:
+    """A library argument as the command line spells it: ``--resume``, ``--axes TYX``, ``--slice 0 3``."""
+    flag = FLAGS.get(arg.name)
+    if flag is None:
+        return str(arg)
+    if arg.value is True:
+        return flag
+    values = arg.value if isinstance(arg.value, (list, tuple)) else [arg.value]
+    return " ".join([flag, *map(str, values)])
+
+
+class _NoteFormatter(logging.Formatter):
+    """The package's log notes, one line each, with the arguments they name spelled as options."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        remedy = getattr(record, "remedy", None)  # io.errors.warn's Message
+        if remedy is not None:  # a copy: other handlers keep the record as it is
+            record = logging.makeLogRecord({**record.__dict__, "msg": remedy.worded(flag_words), "args": ()})
+        return super().format(record)
 
 
 def _write_tiff(path: Path, data: np.ndarray) -> None:
@@ -202,8 +227,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if out and Path(out).resolve() == Path(args.input).resolve():
             raise ValueError(f"{flag} {out} is the input image; give the output another name")
     if args.plot:
-        require_matplotlib()  # before the work, not after it
+        try:
+            require_matplotlib()  # before the work, not after it
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}, or leave out --plot") from None
     plane, where = read_plane(args.input, args.slice, args.axes)
+    if where.endswith("(the middle)"):
+        where = where[:-1] + "; choose another with --slice)"
     r = calibrate(plane, offset=args.offset, read_noise_e=args.read_noise, gain_known=args.gain_known)
     print(f"napari-scoredvi {__version__}: photon transfer of {args.input}, {where} ({plane.shape[0]} x "
           f"{plane.shape[1]} pixels); fit variance = gain * intensity + intercept over {len(r.measured.intensity)} "
@@ -280,12 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # the package's log warnings (e.g. an assumed axis order) as one line each on stderr
     notes = logging.StreamHandler(sys.stderr)
-    notes.setFormatter(logging.Formatter("napari-scoredvi: note: %(message)s"))
+    notes.setFormatter(_NoteFormatter("napari-scoredvi: note: %(message)s"))
     logging.getLogger("napari_scoredvi").addHandler(notes)
     try:
         return args.func(args)
     except (ValueError, TypeError, RuntimeError, OSError) as exc:
-        print(f"napari-scoredvi: error: {exc}", file=sys.stderr)
+        text = exc.worded(flag_words) if isinstance(exc, ArgumentRemedy) else exc
+        print(f"napari-scoredvi: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("napari-scoredvi: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ from napari_scoredvi.calibration.photon_transfer import (
     derived_from_offset,
     map_curve,
     offset_from_read_noise,
+    read_plane,
 )
 from napari_scoredvi.io.synthetic import camera_frame, step_wedge
 
@@ -71,9 +72,21 @@ def test_cli_picks_the_slice_asked_for(tmp_path, capsys):
     assert "slice Z=1 of 3" in printed and "offset:" in printed and "(derived)" in printed
     # default: the middle slice, and the output says so
     assert cli.main(["calibrate", str(src)]) == 0
-    assert "the middle" in capsys.readouterr().out
+    assert "slice Z=1 of 3 (the middle; choose another with --slice)" in capsys.readouterr().out
     assert cli.main(["calibrate", str(src), "--slice", "0"]) == 2
     assert "constant" in capsys.readouterr().err
+
+
+def test_read_plane_errors_name_its_own_arguments(tmp_path):
+    """The library says index=..., the command line --slice (above)."""
+    flat, stack = tmp_path / "frame.tif", tmp_path / "stack.tif"
+    tifffile.imwrite(flat, wedge_frame(1.0))
+    tifffile.imwrite(stack, np.stack([wedge_frame(1.0)] * 3), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(ValueError, match=r"single 2D image .*; leave out index=\[0\]$"):
+        read_plane(flat, [0])
+    with pytest.raises(ValueError, match=r"^index=\[3\] does not fit the axes before Y, X \(Z, sizes 3\)"):
+        read_plane(stack, [3])
+    assert read_plane(stack)[1] == "slice Z=1 of 3 (the middle)"
 
 
 @pytest.mark.parametrize("argv_tail,message", [
@@ -95,7 +108,8 @@ def test_cli_missing_file_and_2d_with_slice(tmp_path, capsys):
     src = tmp_path / "frame.tif"
     tifffile.imwrite(src, wedge_frame(1.0))
     assert cli.main(["calibrate", str(src), "--slice", "0"]) == 2
-    assert "leave out --slice" in capsys.readouterr().err
+    assert "is a single 2D image (shape (256, 256)): it has no slices to pick; leave out --slice 0" in (
+        capsys.readouterr().err)
     before = src.read_bytes()
     assert cli.main(["calibrate", str(src), "--csv", str(src)]) == 2  # never overwrite the input
     assert "is the input image" in capsys.readouterr().err and src.read_bytes() == before
@@ -245,7 +259,8 @@ def test_cli_plot_without_matplotlib_says_what_to_do(tmp_path, capsys, monkeypat
     src = tmp_path / "frame.tif"
     tifffile.imwrite(src, wedge_frame(1.0))
     assert cli.main(["calibrate", str(src), "--plot", str(tmp_path / "p.png"), "--json", str(tmp_path / "r.json")]) == 2
-    assert "pip install matplotlib" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pip install matplotlib" in err and err.strip().endswith(", or leave out --plot")
     assert not (tmp_path / "r.json").exists()
 
 

@@ -160,8 +160,14 @@ def test_prepare_store_run_asks_only_when_the_store_exists(tmp_path):
     assert prepare_store_run(every, lambda path: "resume").todo == [1, 2]
     assert prepare_store_run(every, lambda path: "replace").todo == [0, 1, 2]
     other = plan_run(DenoiseRequest(_stack(3), DenoiseSettings(TINY, "cpu", seed=1), SCOPE_ALL, output=out))
-    with pytest.raises(ValueError):
+    # the widget's words, not the library's arguments
+    with pytest.raises(ValueError, match=r"different seed; .*replace it \(Run again and choose Replace\)"):
         prepare_store_run(other, lambda path: "resume")
+    from napari_scoredvi.io.lock import acquire
+
+    with acquire(out), pytest.raises(OSError, match=r"in use by another run in this process; .*finished slices "
+                                                    r"afterwards \(Run again and choose Resume\)"):
+        prepare_store_run(every, lambda path: "resume")
 
 
 def test_provenance_of_output_layers():

@@ -37,6 +37,7 @@ from ..engine.noise_estimate import (
     weighted_line,
 )
 from ..engine.validate import check_dtype
+from ..io.errors import Argument, BadArgument
 
 #: smallest image side: below this the estimator cannot use its 16 stride-4 sub-images
 MIN_SIDE = STRIDE * 3 * PATCH
@@ -315,8 +316,8 @@ def _as_plane(data, what: str) -> np.ndarray:
     arr = np.asarray(data)
     check_dtype(arr.dtype, f"the {what} has dtype {{dtype}}; need an integer or float image in camera units (ADU)")
     if arr.ndim != 2:
-        raise ValueError(f"the {what} has shape {arr.shape}; need one 2D (Y, X) slice: pick a slice of a stack "
-                         "(command line: --slice) and one channel of a colour image")
+        raise ValueError(f"the {what} has shape {arr.shape}; pass one 2D (Y, X) slice: one slice of a stack and one "
+                         "channel of a colour image")
     out = arr.astype(np.float64)  # float64 holds every uint16/int32 value exactly: no overflow in squares
     if not np.isfinite(out).all():
         raise ValueError(f"the {what} contains NaN or infinite values; calibrate a raw image (or crop the bad "
@@ -425,7 +426,8 @@ def read_plane(path: str | Path, index: list[int] | tuple[int, ...] | None = Non
     """One 2D (Y, X) plane of a TIFF/Zarr image and a description of which one.
 
     index: one position per axis before Y, X (default: the middle of each). axes as for
-    :func:`~napari_scoredvi.volume_in.open_volume`. Reads only that plane.
+    :func:`~napari_scoredvi.io.read.open_volume`. Reads only that plane. The description says
+    "(the middle)" where ``index`` was not given.
     """
     from ..io.read import open_volume
 
@@ -433,14 +435,16 @@ def read_plane(path: str | Path, index: list[int] | tuple[int, ...] | None = Non
     lead, names = tuple(vol.array.shape[:-2]), vol.axes[:-2]
     if not lead:
         if index:
-            raise ValueError(f"{str(path)!r} is a single 2D image (shape {tuple(vol.array.shape)}); leave out --slice")
+            raise BadArgument.of("%r is a single 2D image (shape %s): it has no slices to pick; leave out %s",
+                                 str(path), tuple(vol.array.shape), Argument("index", list(index)))
         return np.asarray(vol.array.compute()), "the 2D image"
     default = index is None
     if default:
         index = [n // 2 for n in lead]
     if len(index) != len(lead) or not all(0 <= i < n for i, n in zip(index, lead)):
-        raise ValueError(f"--slice {' '.join(map(str, index))} does not fit the axes before Y, X ({names}, sizes "
-                         f"{' x '.join(map(str, lead))}); give one index per axis, each from 0 to its size - 1")
+        raise BadArgument.of("%s does not fit the axes before Y, X (%s, sizes %s); give one index per axis, each "
+                             "from 0 to its size - 1", Argument("index", list(index)), names,
+                             " x ".join(map(str, lead)))
     plane = np.asarray(vol.array[tuple(index)].compute())
     where = "slice " + ", ".join(f"{a}={i}" for a, i in zip(names, index)) + f" of {'x'.join(map(str, lead))}"
-    return plane, where + (" (the middle; choose another with --slice)" if default else "")
+    return plane, where + (" (the middle)" if default else "")

@@ -45,7 +45,7 @@ def require_matplotlib() -> None:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise RuntimeError("the plot needs matplotlib, which is not installed; run 'pip install matplotlib' "
-                           "(or install napari-scoredvi[napari]), or leave out --plot")
+                           "(or install napari-scoredvi[napari])")
 
 
 def save_plot(r: Calibration, path: str | Path, title: str | None = None) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 
 from ..engine.validate import check_dtype
+from .errors import Argument, BadArgument, warn
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 AMBIGUOUS_TIFF_AXES = set("QI")  # tifffile's letters for "some stack axis, meaning unknown"
@@ -148,10 +149,8 @@ def open_volume(path: str | Path, axes: str | None = None) -> Volume:
     if axes is not None:
         axes = check_axes(axes, shape)
         if vol.axes_from_metadata and axes != vol.axes:
-            raise ValueError(
-                f"--axes {axes!r} contradicts the file's own metadata, which says {vol.axes!r}; "
-                "leave --axes out to use the metadata"
-            )
+            raise BadArgument.of("%s contradicts the file's own metadata, which says %r; leave it out to use the "
+                                 "metadata", Argument("axes", axes), vol.axes)
         if axes != vol.axes:
             vol.axes, vol.scale, vol.units = axes, [1.0] * len(shape), {}
     elif not vol.axes or set(vol.axes) & AMBIGUOUS_TIFF_AXES:
@@ -159,19 +158,19 @@ def open_volume(path: str | Path, axes: str | None = None) -> Volume:
             vol.axes, vol.scale = "YX", [1.0, 1.0]
         elif len(shape) == 3:
             vol.axes, vol.scale = DEFAULT_3D_AXES, [1.0] * 3
-            log.warning(f"{str(path)!r} does not say what its axes are: treating dimension 0 ({shape[0]} entries) "
-                        "as a stack of 2D frames (Z); pass --axes TYX if it is time, or --axes CYX for channels")
+            warn(log, "%r does not say what its axes are: treating dimension 0 (%d entries) as a stack of 2D frames "
+                 "(Z); pass %s if it is time, or %s for channels", str(path), shape[0], Argument("axes", "TYX"),
+                 Argument("axes", "CYX"))
         elif len(shape) == 4 and vol.rgb and vol.axes.endswith("CYX"):  # a plain stack of RGB frames
             vol.axes, vol.scale = "ZCYX", [1.0] * 4
-            log.warning(f"{str(path)!r} does not say what its axes are: treating dimension 0 ({shape[0]} entries) "
-                        "as a stack of 2D RGB frames (Z); pass --axes TCYX if it is time")
+            warn(log, "%r does not say what its axes are: treating dimension 0 (%d entries) as a stack of 2D RGB "
+                 "frames (Z); pass %s if it is time", str(path), shape[0], Argument("axes", "TCYX"))
         else:
-            raise ValueError(
-                f"input {str(path)!r} has shape {shape} but does not say what its axes are; pass them, "
-                "e.g. --axes ZYX for a z-stack, --axes TZYX for a time-lapse of z-stacks or --axes TZCYX for a "
-                "time-lapse of multichannel z-stacks (letters T, C, Z, Y, X, one per dimension, as many as the "
-                "image has; the last two must be Y and X)"
-            )
+            raise BadArgument.of(
+                "input %r has shape %s but does not say what its axes are; pass them, e.g. %s for a z-stack, %s for "
+                "a time-lapse of z-stacks or %s for a time-lapse of multichannel z-stacks (letters T, C, Z, Y, X, "
+                "one per dimension, as many as the image has; the last two must be Y and X)", str(path), shape,
+                Argument("axes", "ZYX"), Argument("axes", "TZYX"), Argument("axes", "TZCYX"))
     vol.axes = check_axes(vol.axes, shape)
     return vol
 

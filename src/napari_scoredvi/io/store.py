@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import Argument, CannotResume
+
 try:
     import zarr
 except ImportError as exc:  # zarr 3 needs Python 3.11; the engine itself runs on 3.10
@@ -112,19 +114,20 @@ def create_store(path: Path, shape: tuple[int, ...], axes: str, scale: list[floa
 
 def open_store(path: Path, params: dict | None = None, writable: bool = True) -> OutputStore:
     """Open an existing output store; with ``params``, check that it was made with the same ones
-    (ValueError naming those that differ)."""
+    (:class:`.errors.CannotResume`, a ValueError, naming those that differ)."""
     try:
         group = zarr.open_group(str(path), mode="r+" if writable else "r")
         meta = dict(group.attrs[ATTRS_KEY])
         group["done"]
     except Exception as exc:
-        raise ValueError(f"output {str(path)!r} is not a napari-scoredvi output, so it cannot be resumed; "
-                         "replace it (--overwrite) or pick another output name") from exc
+        raise CannotResume.of("output %r is not a napari-scoredvi output, so it cannot be resumed; replace it (%s) "
+                              "or pick another output name", str(path), Argument("overwrite")) from exc
     if params is not None:
         diff = resume_conflicts(meta, params)
         if diff:
-            raise ValueError(f"cannot resume into {str(path)!r}: it was made with different {', '.join(diff)}; "
-                             "use the same input and settings, or replace it (--overwrite) to start again")
+            raise CannotResume.of("cannot resume into %r: it was made with different %s; use the same input and "
+                                  "settings, or replace it (%s) to start again", str(path), ", ".join(diff),
+                                  Argument("overwrite"))
     return OutputStore(Path(path), group, meta)
 
 
@@ -136,6 +139,7 @@ def resume_conflicts(meta: dict, params: dict) -> list[str]:
 
 def multiscale(name: str, axes: str, scale: list[float], units: dict[str, str]) -> dict:
     """The NGFF 0.4 ``multiscales`` entry of a single-level image."""
+    # not ome-zarr's write_multiscales_metadata: it works with zarr 3 but brings s3fs, botocore, pydantic, scikit-image
     ngff_axes = []
     for letter in axes:
         ax = {"name": letter.lower()}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..engine.settings import DenoiseSettings
 from ..engine.validate import check_dtype
+from ..io.errors import Argument, ArgumentRemedy
 from ..io.slice_grid import SliceGrid
 from ..pipeline.events import SliceDone, SliceStep
 from ..pipeline.provenance import layer_provenance
@@ -28,6 +29,14 @@ SCOPES = (SCOPE_SLICE, SCOPE_ALL, SCOPE_RANGE)
 RUN_HERE = "this computer"
 RUN_CLUSTER = "dask cluster"
 RUN_CHOICES = (RUN_HERE, RUN_CLUSTER)
+#: what the widget's user does to set a library argument that an error names (:mod:`..io.errors`): the
+#: answers of the dialog that a run into an existing output asks (:func:`.._qt.dialogs.ask_existing_output`)
+WIDGET_WORDS = {"resume": "Run again and choose Resume", "overwrite": "Run again and choose Replace"}
+
+
+def widget_words(arg: Argument) -> str:
+    """A library argument as the widget's user sets it (its Python spelling where the widget has none)."""
+    return WIDGET_WORDS.get(arg.name, str(arg))
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,8 @@ def prepare_store_run(plan: RunPlan, ask: Callable[[Path], str]):
     """Open the output store of a stack run (:func:`..pipeline.run.prepare_run`) for the slices of
     ``plan``; where the store exists, ``ask(path)`` says ``"resume"``, ``"replace"`` or ``"cancel"``.
     Returns the :class:`..pipeline.run.StackRun`, or None when cancelled (nothing touched). Raises
-    ValueError or OSError (e.g. a resume with other settings, a store that another run holds)."""
+    ValueError or OSError (e.g. a resume with other settings, a store that another run holds), worded
+    for the widget's user."""
     from ..io.store import store_exists
     from ..pipeline.run import prepare_run
 
@@ -192,5 +202,8 @@ def prepare_store_run(plan: RunPlan, ask: Callable[[Path], str]):
     if choice == "cancel":
         return None
     volume = layer_volume(plan.request.layer, plan.data)
-    return prepare_run(volume, out, plan.request.settings, posterior_std=plan.request.posterior_std,
-                       resume=choice == "resume", overwrite=choice == "replace", numbers=plan.numbers)
+    try:
+        return prepare_run(volume, out, plan.request.settings, posterior_std=plan.request.posterior_std,
+                           resume=choice == "resume", overwrite=choice == "replace", numbers=plan.numbers)
+    except ArgumentRemedy as exc:
+        raise exc.reworded(widget_words) from exc

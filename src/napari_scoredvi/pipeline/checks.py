@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..engine.validate import as_channels_first
+from ..io.errors import Argument, OutputExists
 from ..io.read import Volume
 from ..io.store import is_store, remove_store, store_exists
 from .job import SliceJob
@@ -38,11 +39,12 @@ def check_slice(job: SliceJob, vol: Volume, k: int) -> None:
 def existing_output(out_path: Path, resume: bool, overwrite: bool) -> bool:
     """Apply the policy for an output that may exist already; return whether the run resumes into it.
 
-    An existing output raises FileExistsError unless ``resume`` or ``overwrite`` (which deletes it,
-    and only ever a Zarr store); asking for both is a ValueError.
+    An existing output raises FileExistsError (:class:`..io.errors.OutputExists` where resuming or
+    replacing it would do) unless ``resume`` or ``overwrite`` (which deletes it, and only ever a Zarr
+    store); asking for both is a ValueError.
     """
     if resume and overwrite:
-        raise ValueError("choose either --resume or --overwrite, not both")
+        raise ValueError("choose either resume=True or overwrite=True, not both")
     if store_exists(out_path):
         if not is_store(out_path):
             raise FileExistsError(
@@ -53,8 +55,6 @@ def existing_output(out_path: Path, resume: bool, overwrite: bool) -> bool:
         if overwrite:
             remove_store(out_path)
         elif not resume:
-            raise FileExistsError(
-                f"output {str(out_path)!r} already exists; use --resume to finish an interrupted run into it, "
-                "or --overwrite to replace it"
-            )
+            raise OutputExists.of("output %r already exists; resume it to finish an interrupted run (%s), or "
+                                  "replace it (%s)", str(out_path), Argument("resume"), Argument("overwrite"))
     return store_exists(out_path)

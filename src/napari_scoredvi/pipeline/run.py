@@ -90,11 +90,13 @@ class StackRun:
                     status = "failed"
                     provenance.slice_failed(event.number, event.message)
                     where = job.where(event.number)
+                    from ..io.errors import Argument, RunFailed
+
                     if where:
-                        raise RuntimeError(f"slice {where} failed ({event.message}); the finished slices are kept: "
-                                           "fix the problem and run again with --resume") from event.error
-                    raise RuntimeError(f"denoising failed ({event.message}); fix the problem and run again with "
-                                       "--resume") from event.error
+                        raise RunFailed.of("slice %s failed (%s); the finished slices are kept: fix the problem "
+                                           "and resume (%s)", where, event.message, Argument("resume")) from event.error
+                    raise RunFailed.of("denoising failed (%s); fix the problem and resume (%s)", event.message,
+                                       Argument("resume")) from event.error
                 if isinstance(event, SliceDone):
                     record = event.record or slice_record(job, event.number, event.info)
                     provenance.slice_done(event.number, record)
