@@ -7,16 +7,14 @@ import pytest
 import tifffile
 import torch
 
-from conftest import TINY
 from napari_scoredvi.cli import main
-from napari_scoredvi.engine.presets import PRESETS
 
 
-@pytest.mark.slow
 def test_demo_writes_outputs_and_reports(tmp_path, capsys):
-    assert main(["demo", str(tmp_path / "out"), "--preset", "fast", "--size", "48", "--device", "cpu"]) == 0
+    assert main(["demo", str(tmp_path / "out"), "--size", "48", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "PSNR vs clean" in printed and "took" in printed
+    assert "preset 'fast'" in printed and "prior passes" in printed  # the default preset, and its unit of work
+    assert "PSNR vs clean" in printed and "took" in printed and "prior weight" not in printed  # no fit, no lam
     for name in ("noisy", "clean", "denoised", "noise_variance", "posterior_std"):
         data = tifffile.imread(tmp_path / "out" / f"{name}.tif")
         assert data.shape == (48, 48)
@@ -145,10 +143,10 @@ def test_bad_input_is_one_error_line_before_any_output(tmp_path, monkeypatch, ca
 
     make, flags, message = BAD_INPUTS[case]
     make(tmp_path, monkeypatch) if case == "read-only" else make(tmp_path)
-    monkeypatch.setitem(PRESETS, "tiny", TINY)
     out = tmp_path / "out.zarr"
     before = sorted(p.name for p in out.iterdir()) if out.exists() else None
-    rc = main(["denoise", str(tmp_path / "in.tif"), str(out), "--preset", "tiny", "--device", "cpu", *flags])
+    # balanced: not the preset of the existing store (fast), so a resume has a setting that differs
+    rc = main(["denoise", str(tmp_path / "in.tif"), str(out), "--preset", "balanced", "--device", "cpu", *flags])
     err = capsys.readouterr().err
     assert rc == 2
     last = err.strip().splitlines()[-1]
@@ -159,23 +157,22 @@ def test_bad_input_is_one_error_line_before_any_output(tmp_path, monkeypatch, ca
         assert err.count("invalid page offset") == 1 and err.count("napari-scoredvi:") == 1, err
 
 
-@pytest.mark.slow
-def test_plain_3d_tiff_is_a_z_stack_with_a_note_and_progress_per_iteration(tmp_path, monkeypatch, capsys):
+def test_plain_3d_tiff_is_a_z_stack_with_a_note_and_progress_per_prior_pass(tmp_path, capsys):
     import zarr
 
-    monkeypatch.setitem(PRESETS, "tiny", TINY)
     tifffile.imwrite(tmp_path / "in.tif", _stack().astype(np.uint16))  # no axis metadata
     out = tmp_path / "out.zarr"
-    assert main(["denoise", str(tmp_path / "in.tif"), str(out), "--preset", "tiny", "--device", "cpu"]) == 0
+    assert main(["denoise", str(tmp_path / "in.tif"), str(out), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert err.count("napari-scoredvi: note: ") == 1
     assert "treating dimension 0 (2 entries) as a stack of 2D frames (Z); pass --axes TYX if it is time" in err
-    assert zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["parameters"]["axes"] == "ZYX"
-    # the bar moves within a slice: the first iteration of each slice at least is shown
-    assert "z=0: step 1/8" in err and "z=1: step 1/4" in err, err
+    parameters = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["parameters"]
+    assert parameters["axes"] == "ZYX" and parameters["preset"]["name"] == "fast"  # the default preset
+    # the bar moves within a slice and names its unit: the first prior pass of each slice at least is shown
+    assert "z=0: prior pass 1/" in err and "z=1: prior pass 1/" in err, err
     # four dimensions still have to be named
     tifffile.imwrite(tmp_path / "4d.tif", _stack((2, 2, 32, 32)), photometric="minisblack")
-    assert main(["denoise", str(tmp_path / "4d.tif"), str(tmp_path / "o4.zarr"), "--preset", "tiny"]) == 2
+    assert main(["denoise", str(tmp_path / "4d.tif"), str(tmp_path / "o4.zarr")]) == 2
     assert "does not say what its axes are; pass them, e.g. --axes ZYX" in capsys.readouterr().err
 
 

@@ -11,20 +11,12 @@ import tifffile
 import zarr
 
 from napari_scoredvi.cli import main
-from napari_scoredvi.engine.presets import PRESETS, Preset
 from napari_scoredvi.engine.settings import DenoiseSettings
 from napari_scoredvi.io.read import open_volume
 from napari_scoredvi.pipeline.run import prepare_run
 
-MICRO = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4,
-               aux_depth=1, aux_width=4, warm_iterations=2)
 NOTE = ("does not say what its axes are: treating dimension 0 (3 entries) as a stack of 2D frames (Z); "
         "pass --axes TYX if it is time, or --axes CYX for channels")
-
-
-@pytest.fixture
-def micro(monkeypatch):
-    monkeypatch.setitem(PRESETS, "micro", MICRO)
 
 
 def _three_planes() -> np.ndarray:
@@ -32,10 +24,10 @@ def _three_planes() -> np.ndarray:
 
 
 def _denoise(inp, out, *flags) -> int:
-    return main(["denoise", str(inp), str(out), "--preset", "micro", "--device", "cpu", *flags])
+    return main(["denoise", str(inp), str(out), "--preset", "fast", "--device", "cpu", *flags])
 
 
-def test_plain_tiff_of_three_planes_is_a_z_stack_like_a_zarr_array(tmp_path, micro, monkeypatch, capsys, caplog):
+def test_plain_tiff_of_three_planes_is_a_z_stack_like_a_zarr_array(tmp_path, monkeypatch, capsys, caplog):
     """tifffile (and other writers) tag a 3 x Y x X stack as RGB planes; without OME/ImageJ metadata
     that says nothing about the axes, so it gets the Zarr array's note and default (ZYX), not CYX."""
     from napari_scoredvi.pipeline import run
@@ -69,7 +61,7 @@ def test_plain_tiff_of_three_planes_is_a_z_stack_like_a_zarr_array(tmp_path, mic
     assert not caplog.records
 
 
-def test_five_dimensions_without_metadata_name_a_five_letter_example(tmp_path, micro, capsys):
+def test_five_dimensions_without_metadata_name_a_five_letter_example(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "5d.tif", np.ones((2, 2, 2, 32, 32), np.uint16), photometric="minisblack")
     assert _denoise(tmp_path / "5d.tif", tmp_path / "o.zarr") == 2
     err = capsys.readouterr().err
@@ -135,7 +127,7 @@ def test_demo_help_says_why_its_preset_is_fast(capsys):
 
 
 @pytest.mark.parametrize("fmt", [2, 3])
-def test_empty_zarr_group_says_it_is_empty(tmp_path, micro, capsys, fmt):
+def test_empty_zarr_group_says_it_is_empty(tmp_path, capsys, fmt):
     zarr.open_group(str(tmp_path / "empty.zarr"), mode="w", zarr_format=fmt)
     assert _denoise(tmp_path / "empty.zarr", tmp_path / "o.zarr") == 2
     err = capsys.readouterr().err
@@ -143,13 +135,46 @@ def test_empty_zarr_group_says_it_is_empty(tmp_path, micro, capsys, fmt):
     assert not (tmp_path / "o.zarr").exists()
 
 
-def test_group_of_images_points_to_an_image(tmp_path, micro, capsys):
+def test_group_of_images_points_to_an_image(tmp_path, capsys):
     """An output store given as the input: its images are denoised/ and noise_variance/, not done."""
     tifffile.imwrite(tmp_path / "in.tif", _three_planes(), photometric="minisblack", metadata={"axes": "ZYX"})
-    prepare_run(open_volume(tmp_path / "in.tif", "ZYX"), tmp_path / "first.zarr", DenoiseSettings(MICRO, "cpu"))
+    prepare_run(open_volume(tmp_path / "in.tif", "ZYX"), tmp_path / "first.zarr", DenoiseSettings("fast", "cpu"))
     assert _denoise(tmp_path / "first.zarr", tmp_path / "second.zarr") == 2
     err = capsys.readouterr().err
     assert "point to one of its images instead, e.g. " in err and "first.zarr/denoised'" in err, err
+
+
+@pytest.mark.parametrize("preset", ["fast", "balanced"])
+def test_no_warm_start_is_refused_for_a_preset_without_a_fit(tmp_path, capsys, preset):
+    tifffile.imwrite(tmp_path / "in.tif", _three_planes(), metadata={"axes": "ZYX"})
+    assert main(["denoise", str(tmp_path / "in.tif"), str(tmp_path / "out.zarr"), "--preset", preset,
+                 "--no-warm-start"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"napari-scoredvi: --no-warm-start applies to --preset variational only: {preset} "
+                           "denoises every slice on its own already; leave the option out"), err
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_denoise_defaults_to_fast_and_passes_no_warm_start_to_the_fit(tmp_path, monkeypatch):
+    """What the command line hands the pipeline (the run itself is stopped: a variational fit takes minutes)."""
+    from napari_scoredvi.pipeline import run
+
+    tifffile.imwrite(tmp_path / "in.tif", _three_planes(), metadata={"axes": "ZYX"})
+    seen = []
+
+    def stop(inp, out, settings, **kwargs):
+        seen.append(settings)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(run, "denoise_volume", stop)
+    assert main(["denoise", str(tmp_path / "in.tif"), str(tmp_path / "out.zarr")]) == 2
+    assert main(["denoise", str(tmp_path / "in.tif"), str(tmp_path / "out.zarr"), "--preset", "variational",
+                 "--no-warm-start"]) == 2
+    default, cold = seen
+    assert default.preset.name == "fast" and not default.warm_starts and default.lam is None
+    assert cold.preset.name == "variational" and not cold.warm_start
+    assert main(["denoise", str(tmp_path / "in.tif"), str(tmp_path / "out.zarr"), "--preset", "variational"]) == 2
+    assert seen[-1].warm_starts  # the fit warm-starts unless told not to
 
 
 def test_cpu_description_counts_threads_in_the_right_number(monkeypatch):

@@ -11,7 +11,6 @@ pytest.importorskip("napari")
 from napari.components import ViewerModel  # noqa: E402
 from napari.layers import Image, Labels  # noqa: E402
 
-from conftest import TINY  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
 from napari_scoredvi.napari.layers import (  # noqa: E402
@@ -86,7 +85,7 @@ def test_ome_zarr_layer_from_napari_ome_zarr(viewer, tmp_path):
     noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=10)
     tifffile.imwrite(tmp_path / "in.tif", noisy, imagej=True, resolution=(4.0, 4.0), metadata={"axes": "ZYX",
                                                                                               "spacing": 2.0})
-    first = denoise_volume(tmp_path / "in.tif", tmp_path / "first.zarr", DenoiseSettings(TINY, "cpu"))
+    first = denoise_volume(tmp_path / "in.tif", tmp_path / "first.zarr", DenoiseSettings("fast", "cpu"))
     layers = viewer.open(str(first / "denoised"), plugin="napari-ome-zarr")
     assert len(layers) == 1
     layer = layers[0]

@@ -11,7 +11,7 @@ pytest.importorskip("napari")
 
 from napari.layers import Image, Labels  # noqa: E402
 
-from conftest import TINY  # noqa: E402
+from conftest import SHORT_FIT  # noqa: E402
 from napari_scoredvi.engine.api import finish  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.slice_grid import SliceGrid  # noqa: E402
@@ -31,7 +31,7 @@ from napari_scoredvi.napari.request import (  # noqa: E402
     store_path,
 )
 
-CPU = DenoiseSettings(TINY, "cpu")
+CPU = DenoiseSettings("fast", "cpu")
 
 
 def _stack(n=4, name="stack", **kwargs) -> Image:
@@ -99,8 +99,8 @@ def test_plan_errors():
     with pytest.raises(ValueError, match="cannot denoise data"):
         plan_run(DenoiseRequest(Image(np.zeros((32, 32), bool)), CPU))
     with pytest.raises(ValueError, match="unknown device"):
-        plan_run(DenoiseRequest(_stack(), DenoiseSettings(TINY, "tpu")))
-    plan_run(DenoiseRequest(_stack(), DenoiseSettings(TINY, "tpu"), SCOPE_ALL, run_on=RUN_CLUSTER))  # workers decide
+        plan_run(DenoiseRequest(_stack(), DenoiseSettings("fast", "tpu")))
+    plan_run(DenoiseRequest(_stack(), DenoiseSettings("fast", "tpu"), SCOPE_ALL, run_on=RUN_CLUSTER))  # workers decide
     with pytest.raises(ValueError, match="outside the stack"):
         plan_run(DenoiseRequest(_stack(), CPU, SCOPE_RANGE, 3, 9))
 
@@ -159,7 +159,7 @@ def test_prepare_store_run_asks_only_when_the_store_exists(tmp_path):
     every = plan_run(DenoiseRequest(_stack(3), CPU, SCOPE_ALL, output=out))
     assert prepare_store_run(every, lambda path: "resume").todo == [1, 2]
     assert prepare_store_run(every, lambda path: "replace").todo == [0, 1, 2]
-    other = plan_run(DenoiseRequest(_stack(3), DenoiseSettings(TINY, "cpu", seed=1), SCOPE_ALL, output=out))
+    other = plan_run(DenoiseRequest(_stack(3), DenoiseSettings("fast", "cpu", seed=1), SCOPE_ALL, output=out))
     # the widget's words, not the library's arguments
     with pytest.raises(ValueError, match=r"different seed; .*replace it \(Run again and choose Replace\)"):
         prepare_store_run(other, lambda path: "resume")
@@ -171,9 +171,10 @@ def test_prepare_store_run_asks_only_when_the_store_exists(tmp_path):
 
 
 def test_provenance_of_output_layers():
-    r = DenoiseRequest(_stack(name="cells"), DenoiseSettings(TINY, "cpu", lam=1.5), SCOPE_ALL)
+    r = DenoiseRequest(_stack(name="cells"), DenoiseSettings(SHORT_FIT, "cpu", lam=1.5), SCOPE_ALL)
     meta = r.provenance(4)
     assert meta["source"] == "cells" and meta["scope"] == SCOPE_ALL and meta["lam"] == 1.5
-    assert meta["preset"]["name"] == "tiny" and meta["warm_start"] and meta["slices_done"] == []
+    assert meta["preset"]["name"] == "variational" and meta["warm_start"] and meta["slices_done"] == []
     assert r.provenance(4)["slices_done"] is not meta["slices_done"]  # one list per layer
     assert not r.provenance(1)["warm_start"]  # one slice has no neighbour to start from
+    assert not DenoiseRequest(_stack(), CPU, SCOPE_ALL).provenance(4)["warm_start"]  # fast: no warm starts

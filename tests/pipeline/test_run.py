@@ -13,7 +13,6 @@ import zarr
 
 from napari_scoredvi import denoise
 from napari_scoredvi.cli import main
-from napari_scoredvi.engine.presets import PRESETS, Preset
 from napari_scoredvi.engine.settings import DenoiseSettings
 from napari_scoredvi.io.read import open_volume
 from napari_scoredvi.io.store import ATTRS_KEY
@@ -21,21 +20,14 @@ from napari_scoredvi.io.synthetic import noisy_fluorescence_stack
 from napari_scoredvi.pipeline.events import RunStarted, SliceDone, SliceStep
 from napari_scoredvi.pipeline.run import denoise_volume
 
-#: Even smaller than conftest.TINY: these tests check plumbing, not denoising quality.
-MICRO = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4,
-               aux_depth=1, aux_width=4, warm_iterations=2)
-RUN = dict(settings=DenoiseSettings(MICRO, "cpu"))
-ONE = dict(preset=MICRO, device="cpu")  # the same, for a single `denoise` call
+#: the shipped default preset on small slices: these tests check plumbing, not denoising quality
+RUN = dict(settings=DenoiseSettings("fast", "cpu"))
+ONE = dict(preset="fast", device="cpu")  # the same, for a single `denoise` call
 
 
 @pytest.fixture
 def stack():
     return noisy_fluorescence_stack(3, (32, 40), seed=1)[0]  # (Z, Y, X) uint16
-
-
-@pytest.fixture
-def micro_cli(monkeypatch):
-    monkeypatch.setitem(PRESETS, "micro", MICRO)
 
 
 def checksums(path: Path) -> dict:
@@ -56,7 +48,7 @@ def multiscale(out: Path, name: str = "denoised") -> dict:
 
 
 @pytest.mark.parametrize("kind", ["ome", "imagej"])
-def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kind, capsys):
+def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, kind, capsys):
     src = tmp_path / "stack.tif"
     if kind == "ome":
         tifffile.imwrite(src, stack, ome=True, metadata={"axes": "ZYX", "PhysicalSizeX": 0.2,
@@ -68,7 +60,7 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kin
         scale = [2.0, 0.25, 0.25]
     before = checksums(src)
     out = tmp_path / "out.zarr"
-    assert main(["denoise", str(src), str(out), "--preset", "micro", "--device", "cpu", "--posterior-std"]) == 0
+    assert main(["denoise", str(src), str(out), "--preset", "fast", "--device", "cpu", "--posterior-std"]) == 0
     assert "done: wrote" in capsys.readouterr().out
     assert checksums(src) == before  # the input is never written to
     for name in ("denoised", "noise_variance", "posterior_std"):
@@ -82,10 +74,10 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, micro_cli, kin
     meta = provenance(out)
     assert meta["status"] == "complete" and meta["finished"] and meta["parameters"]["axes"] == "ZYX"
     assert [meta["slices"][str(k)]["slice"] for k in range(3)] == [{"Z": 0}, {"Z": 1}, {"Z": 2}]
-    # slice k is exactly `denoise` of that slice with seed + k, warm-started from slice k - 1
+    assert meta["parameters"]["preset"]["name"] == "fast"
+    # slice k is exactly `denoise` of that slice with seed + k: fast denoises every slice on its own
     first = denoise(stack[0], seed=0, **ONE)
-    ref = denoise(stack[1], seed=1, warm_start=first.warm_start, **ONE)
-    assert ref.info.warm_start
+    ref = denoise(stack[1], seed=1, **ONE)
     # each slice's photon transfer (its noise level function in input units) is in the provenance
     pt = meta["slices"]["0"]["photon_transfer"]
     assert len(pt) == 1 and pt[0] == pytest.approx(first.info.as_dict()["photon_transfer"][0])
@@ -120,7 +112,7 @@ def test_ome_zarr_and_zarr_array_inputs(tmp_path, stack, caplog):
     zarr.open_array(str(arr_path), mode="w", shape=(2, 32, 40), dtype="uint16", chunks=(1, 32, 40))[:] = stack[:2]
     caplog.set_level(logging.WARNING, logger="napari_scoredvi")
     assert open_volume(arr_path).axes == "ZYX"
-    assert caplog.text.count("treating dimension 0 (2 entries) as a stack of 2D frames (Z); pass --axes TYX") == 1
+    assert caplog.text.count("treating dimension 0 (2 entries) as a stack of 2D frames (Z); pass axes='TYX'") == 1
     out2 = denoise_volume(arr_path, tmp_path / "out2.zarr", axes="cyx", channel_axis=0, **RUN)
     meta = provenance(out2)
     assert meta["n_slices"] == 1 and meta["slices"]["0"]["slice"] == {}
@@ -129,13 +121,13 @@ def test_ome_zarr_and_zarr_array_inputs(tmp_path, stack, caplog):
     np.testing.assert_allclose(read(out2), ref.denoised, rtol=1e-6, atol=1e-4)
 
 
-def test_refuses_to_overwrite_unless_asked(tmp_path, stack, micro_cli, capsys):
+def test_refuses_to_overwrite_unless_asked(tmp_path, stack, capsys):
     src, out = tmp_path / "s.tif", tmp_path / "out.zarr"
     tifffile.imwrite(src, stack[0])  # a single 2D page: axes YX
     denoise_volume(src, out, **RUN)
-    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+    with pytest.raises(FileExistsError, match=r"resume=True\).*overwrite=True\)"):
         denoise_volume(src, out, **RUN)
-    assert main(["denoise", str(src), str(out), "--preset", "micro", "--device", "cpu"]) == 2
+    assert main(["denoise", str(src), str(out), "--device", "cpu"]) == 2
     assert "napari-scoredvi: error:" in capsys.readouterr().err
     denoise_volume(src, out, overwrite=True, **RUN)
     assert provenance(out)["status"] == "complete" and len(provenance(out)["runs"]) == 1
@@ -170,12 +162,14 @@ def test_resume_after_interruption_equals_clean_run(tmp_path, stack):
     assert zarr.open_array(str(part / "done"), mode="r")[:].tolist() == [1, 0, 0]
     assert np.isnan(read(part)[1:]).all()  # unwritten slices read as NaN
     with pytest.raises(ValueError, match="different seed"):
-        denoise_volume(src, part, DenoiseSettings(MICRO, "cpu", seed=5), resume=True, posterior_std=True)
+        denoise_volume(src, part, DenoiseSettings("fast", "cpu", seed=5), resume=True, posterior_std=True)
 
-    seen = []
+    seen, denoised = [], []
     denoise_volume(src, part, resume=True, posterior_std=True, progress=lambda e: seen.append((e.done, e.total))
-                   if isinstance(e, (RunStarted, SliceDone)) else None, **RUN)
+                   if isinstance(e, (RunStarted, SliceDone)) else denoised.append(e.number)
+                   if isinstance(e, SliceStep) else None, **RUN)
     assert seen == [(1, 3), (2, 3), (3, 3)]  # slice 0 was kept, not redone
+    assert sorted(set(denoised)) == [1, 2]  # and the engine did no work on it (fast: no warm-start refit)
     meta = provenance(part)
     assert meta["status"] == "complete" and [r["slices_todo"] for r in meta["runs"]] == [3, 2]
     assert meta["runs"][1]["resumed"]
@@ -204,15 +198,21 @@ def test_a_resume_is_recorded_as_one_even_before_any_slice_finished(tmp_path, st
     assert [r["resumed"] for r in provenance(tmp_path / "new.zarr")["runs"]] == [False]
 
 
-def test_step_progress_reports_every_iteration_of_every_slice(tmp_path, stack):
+def test_progress_reports_every_prior_pass_of_every_slice(tmp_path, stack):
     src = tmp_path / "s.tif"
     tifffile.imwrite(src, stack, ome=True, metadata={"axes": "ZYX"})
-    steps = []
-    denoise_volume(src, tmp_path / "out.zarr", progress=lambda e: steps.append((e.label, e.step, e.steps))
-                   if isinstance(e, SliceStep) else None, **RUN)
-    assert len(steps) == 3 + 2 + 2  # MICRO: 3 steps cold, 2 warm
-    assert [s[0] for s in steps] == [{"Z": 0}] * 3 + [{"Z": 1}] * 2 + [{"Z": 2}] * 2
-    assert [s[1:] for s in steps[:3]] == [(1, 3), (2, 3), (3, 3)] and steps[-1][1:] == (2, 2)
+    events = []
+    denoise_volume(src, tmp_path / "out.zarr", progress=lambda e: events.append(e)
+                   if isinstance(e, (SliceStep, SliceDone)) else None, **RUN)
+    # per slice: its passes one by one up to its total, then the slice is done; slices in order
+    order = [(type(e).__name__, e.number) for e in events]
+    assert [n for kind, n in order if kind == "SliceDone"] == [0, 1, 2]
+    for z in range(3):
+        steps = [e for e in events if isinstance(e, SliceStep) and e.number == z]
+        total = steps[0].steps
+        assert total > 1 and [(e.step, e.steps, e.unit, e.label) for e in steps] == [
+            (i, total, "prior pass", {"Z": z}) for i in range(1, total + 1)]
+        assert order.index(("SliceDone", z)) == order.index(("SliceStep", z)) + total  # done after its last pass
 
 
 def test_a_failing_slice_stops_the_run_and_keeps_finished_slices(tmp_path, stack):
@@ -220,14 +220,14 @@ def test_a_failing_slice_stops_the_run_and_keeps_finished_slices(tmp_path, stack
     bad[1, 5, 5] = np.nan
     src, out = tmp_path / "bad.tif", tmp_path / "out.zarr"
     tifffile.imwrite(src, bad, ome=True, metadata={"axes": "ZYX"})
-    with pytest.raises(RuntimeError, match=r"slice Z=1 failed \(ValueError: .*NaN.*--resume"):
+    with pytest.raises(RuntimeError, match=r"slice Z=1 failed \(ValueError: .*NaN.*resume \(resume=True\)"):
         denoise_volume(src, out, **RUN)
     meta = provenance(out)
     assert meta["status"] == "failed" and meta["slices"]["1"]["status"] == "failed"
     assert zarr.open_array(str(out / "done"), mode="r")[:].tolist() == [1, 0, 0]
 
 
-def test_clear_errors_for_bad_input(tmp_path, stack, micro_cli, capsys):
+def test_clear_errors_for_bad_input(tmp_path, stack, capsys):
     out = tmp_path / "out.zarr"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         denoise_volume(tmp_path / "missing.tif", out, **RUN)
@@ -261,7 +261,7 @@ def test_clear_errors_for_bad_input(tmp_path, stack, micro_cli, capsys):
         with pytest.raises(ValueError, match="channel_axis"):
             denoise_volume(plain, out, axes="TZYX", channel_axis=bad, **RUN)
     assert not out.exists()
-    assert main(["denoise", str(garbage), str(out), "--preset", "micro"]) == 2
+    assert main(["denoise", str(garbage), str(out)]) == 2
     assert "napari-scoredvi: error: could not read" in capsys.readouterr().err
 
 
@@ -282,14 +282,11 @@ def test_distributed_cluster_equals_local_run(tmp_path, stack):
 KILL_AFTER_FIRST_SLICE = """
 import os, signal, sys
 from napari_scoredvi.pipeline.run import denoise_volume
-from napari_scoredvi.engine.presets import Preset
 from napari_scoredvi.engine.settings import DenoiseSettings
-micro = Preset("micro", iterations=3, crop=16, crops=1, samples=1, unet_levels=1, unet_base=4, aux_depth=1,
-               aux_width=4, warm_iterations=2)
 def kill(event):
     if type(event).__name__ == "SliceDone":
         os.kill(os.getpid(), signal.SIGKILL)
-denoise_volume(sys.argv[1], sys.argv[2], DenoiseSettings(micro, "cpu"), progress=kill)
+denoise_volume(sys.argv[1], sys.argv[2], DenoiseSettings("fast", "cpu"), progress=kill)
 """
 
 
@@ -324,7 +321,9 @@ def test_cluster_without_shared_files_sends_slices_and_writes_here(tmp_path, sta
     with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
         events = list(remote.steps(cl.scheduler_address))
     assert [e.number for e in events if isinstance(e, SliceDone)] == [0, 1, 2]
-    assert sum(isinstance(e, SliceStep) for e in events) == 3 + 2 + 2
+    # every slice's prior passes are reported from the worker, up to its total
+    last = {e.number: e for e in events if isinstance(e, SliceStep)}
+    assert sorted(last) == [0, 1, 2] and all(e.step == e.steps > 1 for e in last.values())
     assert provenance(remote.path)["status"] == "complete" and provenance(remote.path)["parameters"]["input"] == ""
     np.testing.assert_allclose(read(remote.path), read(local.path), rtol=1e-4, atol=1e-3)
     assert np.isfinite(read(remote.path, "posterior_std")).all()
@@ -356,7 +355,7 @@ def test_rgb_tiff_goes_through_the_colour_priors_channels_first(tmp_path, stack,
     tifffile.imwrite(tmp_path / "rgbz.tif", _rgb(stack[:2]), photometric="rgb")
     vol = open_volume(tmp_path / "rgbz.tif")
     assert (vol.axes, vol.array.shape, vol.rgb) == ("ZCYX", (2, 3, 32, 40), True)
-    assert "as a stack of 2D RGB frames (Z); pass --axes TCYX" in caplog.text
+    assert "as a stack of 2D RGB frames (Z); pass axes='TCYX'" in caplog.text
 
     # RGBA: alpha is no intensity to denoise; refused before any output exists
     tifffile.imwrite(tmp_path / "rgba.tif", np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), photometric="rgb")

@@ -1,65 +1,75 @@
-"""The per-slice loop shared by the napari widget and the batch pipeline."""
-
-import dataclasses
+"""The per-slice loop shared by the napari widget and the batch pipeline: the shipped ``fast`` preset
+for everything a stack run does, ``short_fit`` for what only the variational fit has (warm starts
+and their chains)."""
 
 import numpy as np
 import pytest
 
-from conftest import TINY
 from napari_scoredvi import denoise
 from napari_scoredvi.engine.settings import DenoiseSettings
 from napari_scoredvi.io.slice_grid import SliceGrid
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack
+from napari_scoredvi.pipeline import slices
 from napari_scoredvi.pipeline.events import SliceDone, SliceStep
-from napari_scoredvi.pipeline.slices import (
-    SliceError,
-    chain_start,
-    denoise_slices,
-    denoise_stack_steps,
-    plan_chains,
-    planned_iterations,
-)
+from napari_scoredvi.pipeline.slices import SliceError, denoise_slices, denoise_stack_steps, planned_fits
 
-WARM = dataclasses.replace(TINY, warm_iterations=3)  # fewer than TINY.iterations
-SETTINGS = DenoiseSettings(WARM, "cpu")
+FAST = DenoiseSettings("fast", "cpu")
 
 
-def _run(stack, numbers, settings=SETTINGS, **kw):
-    out, events = {}, []
-    for ev in denoise_stack_steps(lambda k: stack[k], numbers, lambda k, r: out.__setitem__(k, r), settings, **kw):
+def _run(stack, numbers, settings=FAST, **kw):
+    """Run the loop on ``numbers``: (results by slice, events, the slices the engine was given, in order)."""
+    out, events, read = {}, [], []
+
+    def reader(k):
+        read.append(k)
+        return stack[k]
+
+    for ev in denoise_stack_steps(reader, numbers, lambda k, r: out.__setitem__(k, r), settings, **kw):
         events.append(ev)
-    return out, events
+    return out, events, read
 
 
-def test_plan_refits_the_chain_head_of_each_wanted_slice():
-    assert chain_start(17, 16) == 16 and chain_start(15, 16) == 0
-    assert plan_chains([0, 1, 2], 16) == [(0, True), (1, True), (2, True)]
-    assert plan_chains([2, 5], 4) == [(0, False), (1, False), (2, True), (4, False), (5, True)]
-    assert plan_chains([3, 4], 4) == [(0, False), (1, False), (2, False), (3, True), (4, True)]
-
-
-def test_warm_start_runs_fewer_steps_and_any_subset_gives_the_same_slices():
+def test_fast_range_or_resume_denoises_exactly_the_missing_slices_as_a_full_run_does():
     noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=2)
-    full, events = _run(noisy, range(4), chain=2)
-    steps = [ev for ev in events if isinstance(ev, SliceStep)]
-    assert len(steps) == 2 * 8 + 2 * 3  # chains {0, 1} and {2, 3}: TINY's 8 steps cold, WARM's 3 warm
-    assert planned_iterations(range(4), SETTINGS, chain=2) == 22
-    assert planned_iterations([3], SETTINGS, chain=2) == 8 + 3
-    assert planned_iterations(range(4), SETTINGS.with_(warm_start=False)) == 4 * 8
-    assert [full[k].info.warm_start for k in range(4)] == [False, True, False, True]
-    assert [ev[0] for ev in events if isinstance(ev, tuple)] == [0, 1, 2, 3]
-    part, _ = _run(noisy, [3], chain=2)  # fits slice 2 to warm-start 3
-    assert list(part) == [3]
+    full, events, read = _run(noisy, range(4))
+    assert read == [0, 1, 2, 3] and [ev[0] for ev in events if isinstance(ev, tuple)] == [0, 1, 2, 3]
+    # progress: every slice reports its prior passes, one by one up to its total
+    for k in range(4):
+        steps = [(ev.step, ev.steps, ev.unit) for ev in events if isinstance(ev, SliceStep) and ev.number == k]
+        total = steps[0][1]
+        assert total > 1 and steps == [(i, total, "prior pass") for i in range(1, total + 1)]
+    # a range run, or a resume after slices 0 and 2 were written: only the missing slices are denoised
+    for wanted in ([1, 3], [3], [2, 1]):
+        part, _, read = _run(noisy, wanted)
+        assert read == sorted(wanted) and sorted(part) == sorted(wanted)
+        assert planned_fits(wanted, FAST) == len(read)  # what the progress bar plans is what runs
+        for k in wanted:
+            np.testing.assert_array_equal(part[k].denoised, full[k].denoised)
+            np.testing.assert_array_equal(part[k].posterior_std, full[k].posterior_std)
+    # a slice is a plain denoise call with the slice's seed; no warm start is asked for or made
+    np.testing.assert_array_equal(full[3].denoised, denoise(noisy[3], preset="fast", device="cpu", seed=3).denoised)
+    assert not any(r.info.warm_start for r in full.values()) and all(r.warm_start is None for r in full.values())
+
+
+def test_warm_started_slices_do_not_depend_on_where_the_run_started(short_fit, monkeypatch):
+    """The variational fit warm-starts each slice from the one before, in chains (2 slices here, to
+    keep it short): a range run refits the start of the chain, never the chain before it, and gets
+    the slices a full run gets; without warm starts every slice stands alone."""
+    monkeypatch.setattr(slices, "CHAIN", 2)
+    settings = DenoiseSettings(short_fit, "cpu")
+    noisy, _ = noisy_fluorescence_stack(4, (32, 32), seed=2)
+    full, events, read = _run(noisy, range(4), settings)
+    assert read == [0, 1, 2, 3] and [full[k].info.warm_start for k in range(4)] == [False, True, False, True]
+    assert {ev.unit for ev in events if isinstance(ev, SliceStep)} == {"fit step"}
+    part, events, read = _run(noisy, [3], settings)
+    assert read == [2, 3] and list(part) == [3]  # slice 2 refitted to warm-start 3, not written
+    assert planned_fits([3], settings) == 2 and {ev.number for ev in events if isinstance(ev, SliceStep)} == {2, 3}
+    assert part[3].info.warm_start
     np.testing.assert_array_equal(part[3].denoised, full[3].denoised)
-    # a chain head equals a plain denoise call with the slice's seed
-    np.testing.assert_array_equal(full[2].denoised, denoise(noisy[2], preset=WARM, device="cpu", seed=2).denoised)
-
-
-def test_cold_stack_fits_every_slice_from_scratch():
-    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=2)
-    out, events = _run(noisy, [0, 1], SETTINGS.with_(warm_start=False))
-    assert not out[1].info.warm_start
-    assert sum(isinstance(ev, SliceStep) for ev in events) == 2 * 8
+    # the head of a chain is a plain denoise call with its seed
+    np.testing.assert_array_equal(full[2].denoised, denoise(noisy[2], preset=short_fit, device="cpu", seed=2).denoised)
+    cold, _, read = _run(noisy, [3], settings.with_(warm_start=False))
+    assert read == [3] and not cold[3].info.warm_start and planned_fits([3], settings.with_(warm_start=False)) == 1
 
 
 def test_failing_slice_names_itself_and_keeps_earlier_ones():
@@ -68,7 +78,7 @@ def test_failing_slice_names_itself_and_keeps_earlier_ones():
     bad[1, 5, 5] = np.nan
     out = {}
     with pytest.raises(SliceError) as err:
-        for _ in denoise_stack_steps(lambda k: bad[k], range(3), lambda k, r: out.__setitem__(k, r), SETTINGS):
+        for _ in denoise_stack_steps(lambda k: bad[k], range(3), lambda k, r: out.__setitem__(k, r), FAST):
             pass
     assert err.value.number == 1 and "NaN" in str(err.value)
     assert list(out) == [0]
@@ -81,20 +91,32 @@ def test_denoise_slices_into_arrays_and_close():
     done = np.zeros(3, np.uint8)
     grid = SliceGrid.leading(noisy.shape, 1)
     outputs = {"denoised": den, "noise_variance": var}
-    gen = denoise_slices(noisy, grid, [0, 1, 2], outputs, SETTINGS, done=done)
+    gen = denoise_slices(noisy, grid, [0, 1, 2], outputs, FAST, done=done)
     for ev in gen:
         if isinstance(ev, SliceDone) and ev.position == (0,):
             break
     gen.close()  # stops after slice 0: nothing else written
     assert den[0].any() and not den[1].any() and not den[2].any()
     assert (var[0] > 0).all() and done.tolist() == [1, 0, 0]
-    gen = denoise_slices(noisy, grid, [0, 1, 2], outputs, SETTINGS, done=done)
+    gen = denoise_slices(noisy, grid, [1, 2], outputs, FAST, done=done)  # the rest, as a resume asks
     with pytest.raises(StopIteration) as stop:
         while True:
             next(gen)
-    assert stop.value.value.written == [(0,), (1,), (2,)] and stop.value.value.failed is None
+    assert stop.value.value.written == [(1,), (2,)] and stop.value.value.failed is None
     assert all(den[i].any() for i in range(3)) and done.tolist() == [1, 1, 1]
-    np.testing.assert_array_equal(den[0], denoise(noisy[0], preset=WARM, device="cpu", seed=0).denoised)
+    np.testing.assert_array_equal(den[0], denoise(noisy[0], preset="fast", device="cpu", seed=0).denoised)
+    np.testing.assert_array_equal(den[2], denoise(noisy[2], preset="fast", device="cpu", seed=2).denoised)
+
+
+def test_closing_the_loop_mid_slice_stops_at_a_prior_pass():
+    noisy, _ = noisy_fluorescence_stack(2, (32, 32), seed=1)
+    den = np.zeros(noisy.shape, np.float32)
+    outputs = {"denoised": den, "noise_variance": np.zeros(noisy.shape, np.float32)}
+    gen = denoise_slices(noisy, SliceGrid.leading(noisy.shape, 1), [0, 1], outputs, FAST)
+    first = next(gen)
+    assert isinstance(first, SliceStep) and first.step == 1 < first.steps
+    gen.close()
+    assert not den.any()  # the slice in progress is not written
 
 
 def test_denoise_slices_rgba_keeps_alpha_and_averages_the_maps():
@@ -103,12 +125,12 @@ def test_denoise_slices_rgba_keeps_alpha_and_averages_the_maps():
     den = np.zeros(rgba.shape, np.float32)
     var, std = (np.zeros(rgba.shape[:-1], np.float32) for _ in range(2))
     grid = SliceGrid.leading(rgba.shape, 1)
-    gen = denoise_slices(rgba, grid, [1], {"denoised": den, "noise_variance": var, "posterior_std": std},
-                         SETTINGS.with_(warm_start=False), rgb=True)
+    gen = denoise_slices(rgba, grid, [1], {"denoised": den, "noise_variance": var, "posterior_std": std}, FAST,
+                         rgb=True)
     events = list(gen)
     assert [ev.position for ev in events if isinstance(ev, SliceDone)] == [(1,)]
     assert (den[1, ..., 3] == 255).all() and den[1, ..., :3].std() > 0 and not den[0].any()
-    joint = denoise(rgba[1, ..., :3], channel_axis=-1, preset=WARM, device="cpu", seed=1, rgb=True)
+    joint = denoise(rgba[1, ..., :3], channel_axis=-1, preset="fast", device="cpu", seed=1, rgb=True)
     np.testing.assert_allclose(den[1, ..., :3], joint.denoised)
     np.testing.assert_allclose(var[1], joint.noise_variance.mean(-1), rtol=1e-6)
     assert (std[1] > 0).all() and not var[0].any()
@@ -120,7 +142,7 @@ def test_denoise_slices_reports_a_bad_slice_by_position():
     bad[1, 0, 3, 3] = np.inf
     den, var = np.zeros(bad.shape, np.float32), np.zeros(bad.shape, np.float32)
     gen = denoise_slices(bad, SliceGrid.leading(bad.shape, 2), range(4), {"denoised": den, "noise_variance": var},
-                         SETTINGS.with_(warm_start=False))
+                         FAST)
     with pytest.raises(StopIteration) as stop:
         while True:
             next(gen)
