@@ -4,7 +4,9 @@ import atexit
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +30,10 @@ os.environ["NAPARI_CONFIG"] = os.path.join(NAPARI_TEST_HOME, "config", "napari",
 os.environ["XDG_CONFIG_HOME"] = os.path.join(NAPARI_TEST_HOME, "config")
 os.environ["XDG_CACHE_HOME"] = os.path.join(NAPARI_TEST_HOME, "cache")
 atexit.register(shutil.rmtree, NAPARI_TEST_HOME, ignore_errors=True)
+
+# the repository's ``benchmarks`` package, importable whichever way pytest is started
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
     ["mps"] if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() else []
