@@ -10,7 +10,6 @@ pytest.importorskip("pytestqt")
 
 from viewer_fixtures import gl_extensions_known  # noqa: E402, F401 - autouse
 
-from conftest import TINY  # noqa: E402
 from napari_scoredvi._qt.denoise_widget import SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
@@ -18,8 +17,9 @@ from napari_scoredvi.napari.partial import PartialStack  # noqa: E402
 from napari_scoredvi.napari.request import RUN_HERE, DenoiseRequest  # noqa: E402
 
 SAMPLE = "noisy fluorescence stack"
-#: generous: the CPU may be shared (a 256 x 256 TINY fit took 16 s on 2 busy cores)
+#: generous: the CPU may be shared (a 256 x 256 `fast` slice takes about 1.5 s on 2 cores)
 TIMEOUT = 300_000
+FAST = DenoiseSettings("fast", "cpu")
 
 
 def _sample_viewer(make_napari_viewer):
@@ -45,7 +45,7 @@ def test_outputs_explain_themselves_in_grid_mode(make_napari_viewer, qtbot, note
     viewer.reset_view()
     one_panel = _camera(viewer)
     w = _dock(viewer)
-    w.run(DenoiseRequest(src, DenoiseSettings(TINY, "cpu"), shown=(2,), posterior_std=True))
+    w.run(DenoiseRequest(src, FAST, shown=(2,), posterior_std=True))
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert not notes["error"], notes["error"]
     # what each output is comes first: still told apart when the layer list cuts the names short
@@ -74,7 +74,7 @@ def test_outputs_explain_themselves_in_grid_mode(make_napari_viewer, qtbot, note
         assert np.isfinite(values[2]).all() and all(np.isnan(values[z]).all() for z in (0, 1, 3, 4))
     assert w._status.value == "1/1 slice(s) done; slice 3 of 5 computed (z=2); the other 4 are not computed (blank)"
     # slice by slice into the same layers: the status follows what they hold
-    w.run(DenoiseRequest(src, DenoiseSettings(TINY, "cpu"), shown=(4,)))
+    w.run(DenoiseRequest(src, FAST, shown=(4,)))
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert viewer.layers[f"denoised ({SAMPLE})"] is den and np.isfinite(np.asarray(den.data)[4]).all()
     assert w._status.value.endswith("2 of 5 slices computed (z=2, 4); the other 3 are not computed (blank)")
@@ -84,7 +84,7 @@ def test_a_range_into_a_store_says_which_slices_hold_results(make_napari_viewer,
     viewer = make_napari_viewer()
     viewer.add_image(noisy_fluorescence_stack(5, (32, 32), seed=3)[0], name="stack")
     w = _dock(viewer)
-    w.run(DenoiseRequest(viewer.layers["stack"], DenoiseSettings(TINY, "cpu"), SCOPE_RANGE, first=1, last=2,
+    w.run(DenoiseRequest(viewer.layers["stack"], FAST, SCOPE_RANGE, first=1, last=2,
                          output=tmp_path / "range.zarr"))
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert not notes["error"], notes["error"]
@@ -101,12 +101,12 @@ def test_grid_view_is_left_alone_when_no_layer_is_added(make_napari_viewer, qtbo
     viewer = make_napari_viewer()
     src = viewer.add_image(noisy_fluorescence_stack(3, (32, 32), seed=4)[0], name="stack")
     w = _dock(viewer)
-    w.run(DenoiseRequest(src, DenoiseSettings(TINY, "cpu"), shown=(0,)))
+    w.run(DenoiseRequest(src, FAST, shown=(0,)))
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     viewer.canvas.grid.enabled = True
     viewer.camera.zoom = viewer.camera.zoom * 3  # the user zooms in
     zoomed = _camera(viewer)
-    w.run(DenoiseRequest(src, DenoiseSettings(TINY, "cpu"), shown=(1,)))  # reuses the layers
+    w.run(DenoiseRequest(src, FAST, shown=(1,)))  # reuses the layers
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert not notes["error"], notes["error"]
     assert _camera(viewer) == zoomed

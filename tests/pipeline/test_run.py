@@ -265,13 +265,20 @@ def test_clear_errors_for_bad_input(tmp_path, stack, capsys):
     assert "napari-scoredvi: error: could not read" in capsys.readouterr().err
 
 
-def test_distributed_cluster_equals_local_run(tmp_path, stack):
+@pytest.fixture(scope="module")
+def local_cluster():
+    """A dask LocalCluster with two worker processes, shared by this module's cluster tests (its
+    workers import torch and load the priors once)."""
     distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
+        yield cl
+
+
+def test_distributed_cluster_equals_local_run(tmp_path, stack, local_cluster):
     src = tmp_path / "s.tif"
     tifffile.imwrite(src, stack, ome=True, metadata={"axes": "ZYX"})
     local = denoise_volume(src, tmp_path / "local.zarr", **RUN)
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
-        remote = denoise_volume(src, tmp_path / "remote.zarr", scheduler=cl.scheduler_address, **RUN)
+    remote = denoise_volume(src, tmp_path / "remote.zarr", scheduler=local_cluster.scheduler_address, **RUN)
     assert provenance(remote)["status"] == "complete"
     assert zarr.open_array(str(remote / "done"), mode="r")[:].tolist() == [1, 1, 1]
     for name in ("denoised", "noise_variance"):
@@ -304,10 +311,9 @@ def test_resume_after_sigkill(tmp_path, stack):
     np.testing.assert_allclose(read(out), read(clean), rtol=1e-6, atol=1e-6)
 
 
-def test_cluster_without_shared_files_sends_slices_and_writes_here(tmp_path, stack, monkeypatch):
+def test_cluster_without_shared_files_sends_slices_and_writes_here(tmp_path, stack, monkeypatch, local_cluster):
     """Workers that do not see this machine's files (a remote GPU box) get each slice sent and send
     the results back; this process writes the store. Same arrays as a local run."""
-    distributed = pytest.importorskip("distributed")
     from napari_scoredvi.io.read import volume_from_array
     from napari_scoredvi.pipeline import cluster
     from napari_scoredvi.pipeline import run as batch
@@ -318,8 +324,7 @@ def test_cluster_without_shared_files_sends_slices_and_writes_here(tmp_path, sta
     monkeypatch.setattr(cluster, "workers_see", lambda client, path, fingerprint: False)
     remote = batch.prepare_run(volume_from_array(stack, "ZYX"), tmp_path / "remote.zarr", settings,
                                posterior_std=True)
-    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
-        events = list(remote.steps(cl.scheduler_address))
+    events = list(remote.steps(local_cluster.scheduler_address))
     assert [e.number for e in events if isinstance(e, SliceDone)] == [0, 1, 2]
     # every slice's prior passes are reported from the worker, up to its total
     last = {e.number: e for e in events if isinstance(e, SliceStep)}
