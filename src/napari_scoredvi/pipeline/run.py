@@ -5,10 +5,10 @@ napari widget (a layer's data in) both go through :func:`prepare_run` and :meth:
 The store's layout is in :mod:`..io.store`, its provenance in :mod:`.provenance`, the checks made
 before anything is written in :mod:`.checks`, the cluster side in :mod:`.cluster`. Slices go
 through the same loop as a single slice in the widget (:func:`.slices.denoise_slices`): slice ``k``
-is fitted with seed ``seed + k``, warm-started from slice ``k - 1`` within chains of
-``slices.CHAIN`` slices. A resumed run redoes the slices whose ``done`` flag is unset (refitting,
-without writing, the finished slices of their chain that warm-start them), so it gives the same
-arrays as an uninterrupted run.
+is denoised with seed ``seed + k``; the variational fit warm-starts it from slice ``k - 1`` within
+chains of ``slices.CHAIN`` slices. A resumed run redoes the slices whose ``done`` flag is unset
+(the variational fit also refits, without writing, the finished slices of their chain that
+warm-start them), so it gives the same arrays as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def denoise_volume(
     """Denoise every 2D Y-X slice of a TIFF/Zarr volume; write an OME-Zarr store; return its path.
 
     settings: preset, device, seed, prior weight, warm starts (default: ``DenoiseSettings()``,
-    the ``balanced`` preset). axes: one letter per input dimension (e.g. ``"ZYX"``, ``"TZCYX"``),
+    the ``fast`` preset). axes: one letter per input dimension (e.g. ``"ZYX"``, ``"TZCYX"``),
     needed only where the file's metadata does not give them; the last two must be Y and X.
     channel_axis: an input dimension to denoise jointly as channels (default: every non-Y/X axis,
     channels included, is iterated and each 2D slice is denoised alone). posterior_std: also write
