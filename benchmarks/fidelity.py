@@ -37,7 +37,7 @@ maps, and the truth of the variance is the squared residual of the noisy image a
 mean: the residual's variance). With ``--opponents`` the rows of BM3D at our estimated sigma (CBM3D for
 RGB) and of VST + BM3D (grey sets only) give PSNR and bias; they give no maps.
 
-``--figures`` writes the figures of docs/fidelity.md instead (``fidelity_figures.py``).
+``--figures`` writes the figures of docs/explanation/noise-and-uncertainty.md instead (``fidelity_figures.py``).
 """
 
 from __future__ import annotations

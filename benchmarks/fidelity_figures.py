@@ -1,5 +1,6 @@
-"""``fidelity --figures``: the figures of docs/fidelity.md (docs/images/fidelity-*.png), from one W2S
-frame and one image of the synthetic correlated-noise set, each denoised with one preset.
+"""``fidelity --figures``: the figures of docs/explanation/noise-and-uncertainty.md
+(docs/images/fidelity-*.png), from one W2S frame and one image of the synthetic correlated-noise set,
+each denoised with one preset.
 
 1. Noise variance against intensity: the truth (W2S: squared residual of the raw frame against the
    aligned 400-frame average; ``corr``: the known per-pixel variance), binned by clean intensity, our
@@ -26,7 +27,7 @@ from .measure import binned
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``fidelity --figures``."""
     p.add_argument("--figures", action="store_true",
-                   help="write the figures of docs/fidelity.md instead of the tables")
+                   help="write the figures of docs/explanation/noise-and-uncertainty.md instead of the tables")
     p.add_argument("--figure-image", default="042_1", help="--figures: W2S field and channel")
     p.add_argument("--figure-corr-image", default="w2s020_1_g2_r4", help="--figures: an image of the corr set")
     p.add_argument("--figure-preset", type=preset_arg, default="fast", help="--figures: the preset denoising both")

@@ -35,7 +35,8 @@ def ssim(out: np.ndarray, clean: np.ndarray, data_range: float, channel_axis: in
 def psnr_ssim(out: np.ndarray, clean: np.ndarray, data_range: float, affine: bool = False,
               channel_axis: int | None = None) -> tuple[float, float]:
     """(PSNR dB, SSIM) of ``out`` against ``clean``; with ``affine``, after the least-squares map
-    ``a * out + b`` onto ``clean`` (W2S: each file was stretched to 8 bit on its own, docs/benchmarks.md)."""
+    ``a * out + b`` onto ``clean`` (W2S: each file was stretched to 8 bit on its own,
+    docs/reference/benchmark-results.md)."""
     clean = np.asarray(clean, dtype=np.float64)
     out = np.asarray(out, dtype=np.float64)
     if affine:

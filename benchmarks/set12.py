@@ -5,7 +5,7 @@ The protocol is ``training/train_priors.py``'s ``evaluate``, called here, not co
 Set12 images in [0, 1], noise ``sigma / 255 * torch.randn`` drawn with
 ``torch.Generator().manual_seed(1000 * sigma + i)`` for image ``i``, one pass of the denoiser, the
 output clamped to [0, 1], PSNR with peak 1, mean over the images. So the priors' figures are those
-of the training reports (docs/priors.md) and FFDNet sees the very same noisy images.
+of the training reports (docs/explanation/priors.md) and FFDNet sees the very same noisy images.
 
 Rows:
 

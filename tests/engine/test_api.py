@@ -269,7 +269,7 @@ def test_posterior_std_can_be_skipped():
 def test_low_noise_image_gets_only_the_priors_for_its_noise():
     """A photograph with light noise (std 3 in 8-bit) is improved, not smoothed away: the priors
     trained only on heavier noise are left out. With all three, `fast` gave 36.07 dB here from a
-    38.62 dB input (39.99 now), and 23.11 dB from 31.85 on a PolyU crop (docs/engine.md)."""
+    38.62 dB input (39.99 now), and 23.11 dB from 31.85 on a PolyU crop (docs/explanation/prior-ensemble.md)."""
     from skimage import data  # a napari dependency
 
     clean = data.camera()[128:256, 192:320].astype(np.float64)

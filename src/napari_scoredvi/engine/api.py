@@ -54,7 +54,7 @@ def choose_prior_set(requested: str, correlated: bool, rgb: bool) -> str:
     """The prior set a fit uses (a key of :data:`.priors.PRIOR_FILES`). ``requested`` is
     :attr:`DenoiseSettings.priors`. ``auto``: the grey priors trained for spatially correlated noise
     when ``correlated`` (measured), also on RGB, where they beat the colour priors on camera sRGB
-    (docs/priors.md); else the colour priors for an RGB image and the independent-noise ones for
+    (docs/explanation/priors.md); else the colour priors for an RGB image and the independent-noise ones for
     anything else. ``independent`` or ``correlated`` forces that grey set, channel by channel, also on
     RGB; ``colour`` forces the colour priors, for an RGB image only (ValueError otherwise)."""
     if requested == "colour" and not rgb:

@@ -148,7 +148,8 @@ def denoise_ensemble(
         return EnsembleOutput(_numpy(denoised), _numpy(noise_var), _numpy((post_var * scale.to(device)).sqrt()), k,
                               False, drift_ratio, drifted, _floats(scale))
     # back to model units: the noise variance from the image's own level functions, the posterior std
-    # carried through the inverse transform and calibrated there, in the image's units (docs/fidelity.md)
+    # carried through the inverse transform and calibrated there, in the image's units
+    # (docs/explanation/noise-and-uncertainty.md)
     model_denoised = stabiliser.inverse(_numpy(denoised))
     y64 = torch.from_numpy(y)
     model_variance = noise_variance_map(torch.from_numpy(model_denoised), noise.levels, y64).numpy()

@@ -145,7 +145,7 @@ def measure_noise_levels(image: np.ndarray, stride: int = STRIDE, trim: int = 0,
     ``own_threshold``: each bin's texture test uses the bin's own last measured variance instead of
     the fitted line's value there, and a bin whose test would leave too few patches keeps its last
     measurement. For noise that is not linear in intensity (camera sRGB), where the line misfits
-    the bins and the iterations collapse onto the lowest-noise patches (docs/engine.md)."""
+    the bins and the iterations collapse onto the lowest-noise patches (docs/explanation/prior-ensemble.md)."""
     image = np.asarray(image, dtype=np.float64)
     subs = _sub_images(image, stride)
     if len(subs) == 1:  # the image itself: on a large one, every step-th patch in each direction is plenty
@@ -355,7 +355,7 @@ def estimate_noise(image: np.ndarray) -> NoiseModel:
     sub-images turn into pixel-to-pixel variation that passes for noise, is smooth there (on the
     synthetic Poisson-Gaussian set the slope of the stride-4 function was up to 4x the gain on BSD68
     photographs at low noise, and 0.86-1.18x of it this way; ``benchmarks/noise_levels.py``,
-    docs/engine.md). That estimate's flatness test ignores each patch's 2 largest squared
+    docs/explanation/prior-ensemble.md). That estimate's flatness test ignores each patch's 2 largest squared
     differences (``FULL_RES_TRIM``): the dark noise of the W2S frames is heavy-tailed (kurtosis
     4.4-12.1), and the plain test, which expects Gaussian noise, rejected the patches with its
     bright outliers and read the darkest levels up to 24 % low."""

@@ -29,7 +29,7 @@ class WorkStep:
 @dataclass(frozen=True)
 class PhotonTransfer:
     """The noise level function of one channel in the input's units: ``variance = gain * I + intercept``
-    (ADU^2 for an intensity ``I`` in ADU), the image's photon transfer (docs/fidelity.md)."""
+    (ADU^2 for an intensity ``I`` in ADU), the image's photon transfer (docs/explanation/noise-and-uncertainty.md)."""
 
     gain: float
     intercept: float

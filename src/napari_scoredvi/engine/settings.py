@@ -37,7 +37,7 @@ class DenoiseSettings:
     which prior set: ``auto`` (the
     correlated-noise priors where the engine measures correlated noise, the colour priors for an RGB
     image with pixel-independent noise), ``independent``, ``correlated`` or ``colour`` (RGB only;
-    docs/priors.md).
+    docs/explanation/priors.md).
     """
 
     preset: Preset = field(default_factory=lambda: get_preset(DEFAULT_PRESET))

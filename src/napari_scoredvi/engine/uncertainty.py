@@ -5,10 +5,10 @@
   intensity. At the denoised intensity alone it inherits the denoiser's contrast compression (dark
   pixels read too bright, bright ones too dim, so the map's slope against the clean intensity reads
   low); at the noisy intensity it is unbiased (the function is linear) but as noisy as the image;
-  halfway halves both (docs/fidelity.md). The fitted q(tau) of
+  halfway halves both (docs/explanation/noise-and-uncertainty.md). The fitted q(tau) of
   the variational posterior was nearly flat against intensity (a slope of 0.00-0.11 of the true
   gain), because one image holds one noise sample per pixel; the noise level function pools all
-  flat patches of an intensity level instead (docs/engine.md).
+  flat patches of an intensity level instead (docs/explanation/prior-ensemble.md).
 * **Posterior variance**: Tweedie's second-order formula. For ``y = x + n``, ``n ~ N(0, S)`` and the
   MMSE denoiser ``D(y) = E[x | y]``, ``Cov[x | y] = J_D(y) S`` (J the Jacobian of D). Its diagonal is
   estimated with Hutchinson probes shaped like the noise (correlated like it, too), ``e ~ N(0, S)``:

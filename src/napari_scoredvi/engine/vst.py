@@ -5,7 +5,7 @@ noise variance is ``slope * I + intercept`` (its noise level function) has noise
 every intensity; the closed-form approximation of its exact unbiased inverse (Mäkitalo & Foi, IEEE
 TIP 20(9), 2011) maps a denoised transformed image back. Our priors are Gaussian denoisers: on the
 real W2S widefield frames they denoise the transformed image 0.44 dB better than the image itself,
-where shot noise makes the std grow with the intensity (docs/engine.md, "Variance stabilisation").
+where shot noise makes the std grow with the intensity (docs/explanation/variance-stabilisation.md).
 :class:`Stabiliser` wraps that for the engine, in model units, channel by channel.
 """
 

@@ -132,7 +132,8 @@ def cluster_events(job: SliceJob, volume: Volume, store, todo: list[int], schedu
             client = Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise OSError(f"could not connect to the dask scheduler at {scheduler!r} ({exc}); check the address "
-                          "and that `dask scheduler` runs there (docs/napari.md), or run on this computer") from exc
+                          "and that `dask scheduler` runs there (docs/how-to/run-on-a-cluster.md), or run on this "
+                          "computer") from exc
     run_id = uuid.uuid4().hex[:12]
     topic = f"scoredvi-{run_id}"
     reports: queue.SimpleQueue = queue.SimpleQueue()

@@ -1,7 +1,7 @@
 """What an output store records about how it was made: the run's parameters (which a resume must
 match), one record per slice, and one entry per run with its status.
 
-The provenance lives in the store's group attributes (``attrs["napari_scoredvi"]``, docs/batch.md).
+The provenance lives in the store's group attributes (``attrs["napari_scoredvi"]``, docs/tutorials/first-batch-run.md).
 Its life: ``created`` -> ``running`` -> ``complete`` | ``partial`` (some slices not asked for) |
 ``interrupted`` (cancelled or killed: resume it) | ``failed`` (a slice could not be denoised).
 """

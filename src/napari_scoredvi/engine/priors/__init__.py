@@ -1,7 +1,7 @@
 """The score priors: K pre-trained bias-free blind Gaussian denoisers shipped with the package.
 
 ``load_priors`` returns one :class:`GaussianDenoiser` per mixture component. The weights were
-trained by ``training/train_priors.py`` (see docs/priors.md): grayscale priors, which serve grey and
+trained by ``training/train_priors.py`` (see docs/explanation/priors.md): grayscale priors, which serve grey and
 multichannel images channel by channel, and colour priors, which denoise the R, G, B of an RGB image
 jointly.
 """
@@ -83,7 +83,7 @@ def _load_state(name: str) -> dict:
 
 def load_priors(device: torch.device | str = "cpu", prior_set: str = "independent") -> list[GaussianDenoiser]:
     """The K shipped prior denoisers of ``prior_set`` (a key of :data:`PRIOR_FILES`: ``independent``,
-    ``correlated`` for spatially correlated noise, ``colour`` for RGB; docs/priors.md), in eval mode,
+    ``correlated`` for spatially correlated noise, ``colour`` for RGB; docs/explanation/priors.md), in eval mode,
     without gradients, on ``device``; each of their layers checks :func:`..stopping.stop_when` first."""
     if prior_set not in PRIOR_FILES:
         raise ValueError(f"prior_set must be one of {', '.join(PRIOR_FILES)}, got {prior_set!r}")

@@ -4,7 +4,7 @@ A file holds ``config``, ``ranges_8bit`` and one state dict ``prior<k>`` per com
 weight tensor of more than :data:`PACK_MIN_ELEMENTS` values is stored as int8 with one float32 scale
 per output channel (symmetric: scale = max |w| / 127, the scale under the key ``<name>#scale``); the
 small ones (the first and last convolutions) stay float16. That halves the grey files against
-float16 (13 -> 6.7 MB) at a cost of at most 0.01 dB on Set12 (docs/priors.md). Plain int8 tensors,
+float16 (13 -> 6.7 MB) at a cost of at most 0.01 dB on Set12 (docs/explanation/priors.md). Plain int8 tensors,
 not torch's quantized tensor types, which torch has deprecated: the files must load in later
 versions. Files written before packing hold float16 tensors only; :func:`unpack_state` reads both.
 """

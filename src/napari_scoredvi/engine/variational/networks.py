@@ -112,7 +112,7 @@ class PosteriorNets(nn.Module):
         self.c, self.k = channels, k
         self.image = UNet(channels, 2 * channels * k, levels, base, norm)
         self.aux = AuxNet(channels, 2 * channels * k + 2 * k, aux_depth, aux_width)
-        # init_std > 0 (a departure from the reference, measured in docs/engine.md): q(x) starts at
+        # init_std > 0 (a departure from the reference, measured in docs/explanation/prior-ensemble.md): q(x) starts at
         # N(y, init_std^2), the annealing's starting point, instead of a random mean with variance ~1
         self.from_y = init_std > 0
         if self.from_y:
