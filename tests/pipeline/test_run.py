@@ -325,7 +325,8 @@ def test_cluster_without_shared_files_sends_slices_and_writes_here(tmp_path, sta
     remote = batch.prepare_run(volume_from_array(stack, "ZYX"), tmp_path / "remote.zarr", settings,
                                posterior_std=True)
     events = list(remote.steps(local_cluster.scheduler_address))
-    assert [e.number for e in events if isinstance(e, SliceDone)] == [0, 1, 2]
+    # each slice is a task of its own: the workers finish them in any order, each once
+    assert sorted(e.number for e in events if isinstance(e, SliceDone)) == [0, 1, 2]
     # every slice's prior passes are reported from the worker, up to its total
     last = {e.number: e for e in events if isinstance(e, SliceStep)}
     assert sorted(last) == [0, 1, 2] and all(e.step == e.steps > 1 for e in last.values())
