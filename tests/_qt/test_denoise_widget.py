@@ -286,11 +286,11 @@ def test_rerun_asks_then_resumes_or_replaces(viewer_model, qtbot, notes, tmp_pat
     assert zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["status"] == "interrupted"
     before = zarr.open_array(str(out / "denoised" / "0"), mode="r")[0]
     asked = []
-    w.ask_existing = lambda path: asked.append(path) or "cancel"
+    w.ask_existing = lambda path, owner=None: asked.append(path) or "cancel"
     w.run(_request(src, scope=SCOPE_ALL, output=out))
     assert asked == [out] and w.worker is None  # cancelled: nothing started, nothing touched
-    assert w._status.value == "not started: the output exists"
-    w.ask_existing = lambda path: "resume"
+    assert w._status.value.startswith("not started: the output exists and was kept") and w._progress.value == 0
+    w.ask_existing = lambda path, owner=None: "resume"
     w.run(_request(src, "balanced", scope=SCOPE_ALL, output=out))  # another preset: cannot resume, says what differs
     assert any("different preset" in m for m in notes["error"]), notes["error"]
     w.run(_request(src, scope=SCOPE_ALL, output=out))
@@ -300,7 +300,7 @@ def test_rerun_asks_then_resumes_or_replaces(viewer_model, qtbot, notes, tmp_pat
     np.testing.assert_array_equal(zarr.open_array(str(out / "denoised" / "0"), mode="r")[0], before)
     runs = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["runs"]
     assert [r["resumed"] for r in runs] == [False, True]
-    w.ask_existing = lambda path: "replace"
+    w.ask_existing = lambda path, owner=None: "replace"
     w.run(_request(src, scope=SCOPE_RANGE, first=0, last=1, output=out))
     _wait_done(qtbot, w)
     meta = zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]
@@ -325,8 +325,10 @@ def test_default_output_in_the_form(viewer_model, tmp_path):
     assert w._output_box.value == tmp_path / "cells-denoised.zarr" and not w._output_note.visible
     w._layer_box.value = mem
     assert w._output_box.value == default_output(mem)[0] and "deleted when napari closes" in w._output_note.value
-    w._output_box.value = tmp_path / "mine.zarr"  # typed by the user: kept when the layer changes
+    w._output_box.value = tmp_path / "mine.zarr"  # typed by the user for this layer: never carried to another
     w._layer_box.value = filed
+    assert w._output_box.value == tmp_path / "cells-denoised.zarr"
+    w._layer_box.value = mem  # back: the path typed for it
     assert w._output_box.value == tmp_path / "mine.zarr" and w.request().output == tmp_path / "mine.zarr"
 
 
@@ -384,8 +386,8 @@ def test_cancel_lands_within_a_slice_and_keeps_the_finished_ones(viewer_model, q
     assert zarr.open_array(str(out / "done"), mode="r")[:].tolist() == [1, 0, 0]
     den = np.asarray(_out(viewer, "stack").data)
     assert (den[0] == 100).all() and np.isnan(den[1:]).all()
-    assert any("cancelled: 1 of 3 slice(s) done (kept on disk" in m for m in notes["info"]), notes["info"]
-    assert w._status.value.startswith("cancelled: 1/3 slice(s) done")
+    assert any("cancelled: 1 of 3 slices done (kept on disk" in m for m in notes["info"]), notes["info"]
+    assert w._status.value.startswith("cancelled: 1 of 3 slices done")
     assert zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["status"] == "interrupted"
 
 
@@ -527,7 +529,7 @@ def test_cluster_run_from_the_widget_in_a_real_viewer(make_napari_viewer, qtbot,
     flags = zarr.open_array(str(out / "done"), mode="r")[:].tolist()
     assert meta["status"] == "interrupted" and 1 <= sum(flags) < LONG, flags
     kept = zarr.open_array(str(out / "denoised" / "0"))[0]
-    w.ask_existing = lambda path: "resume"
+    w.ask_existing = lambda path, owner=None: "resume"
     w.run(_request(long, scope=SCOPE_ALL, output=out, run_on=RUN_CLUSTER, scheduler=address))  # resume there
     _wait_done(qtbot, w)
     assert not notes["error"], notes["error"]

@@ -13,6 +13,7 @@ from viewer_fixtures import gl_extensions_known  # noqa: E402, F401 - autouse
 from napari_scoredvi._qt.denoise_widget import SCOPE_RANGE, ScoreDVIWidget  # noqa: E402
 from napari_scoredvi.engine.settings import DenoiseSettings  # noqa: E402
 from napari_scoredvi.io.synthetic import noisy_fluorescence_stack  # noqa: E402
+from napari_scoredvi.napari.layers import text_overlay  # noqa: E402
 from napari_scoredvi.napari.partial import PartialStack  # noqa: E402
 from napari_scoredvi.napari.request import RUN_HERE, DenoiseRequest  # noqa: E402
 
@@ -54,14 +55,18 @@ def test_outputs_explain_themselves_in_grid_mode(make_napari_viewer, qtbot, note
     den = viewer.layers[f"denoised ({SAMPLE})"]
     var = viewer.layers[f"noise variance [ADU²] ({SAMPLE})"]
     std = viewer.layers[f"posterior std [ADU] ({SAMPLE})"]
-    # the denoised layer's contrast is its own data's range, not the noisy layer's (which made it dim)
+    # the denoised layer's contrast is its own data's robust range, not the noisy layer's (which made it dim)
     plane = np.asarray(den.data[2])
-    assert tuple(den.contrast_limits) == pytest.approx((np.nanmin(plane), np.nanmax(plane)))
+    assert tuple(den.contrast_limits) == pytest.approx(tuple(np.percentile(plane, (0.25, 99.75))))
     assert tuple(den.contrast_limits) != pytest.approx(tuple(src.contrast_limits))
-    # the maps carry their units and show a colour bar
+    # the maps carry their units; the selected output shows its colour bar, labelled, one at a time
     assert var.metadata["scoredvi"]["unit"] == "ADU^2" and std.metadata["scoredvi"]["unit"] == "ADU"
     assert den.metadata["scoredvi"]["unit"] == "ADU"
-    assert var.colorbar.visible and std.colorbar.visible and not den.colorbar.visible
+    assert viewer.layers.selection.active is src and not any(ly.colorbar.visible for ly in (den, var, std))
+    viewer.layers.selection.active = var
+    assert var.colorbar.visible and not std.colorbar.visible and not den.colorbar.visible
+    label = text_overlay(viewer)
+    assert label.visible and label.text == var.name
     # grid mode: the view was reset to show the new panels whole
     after = _camera(viewer)
     assert after != one_panel and after[1] < one_panel[1]
@@ -90,7 +95,7 @@ def test_a_range_into_a_store_says_which_slices_hold_results(make_napari_viewer,
     assert not notes["error"], notes["error"]
     assert w._status.value == "2/2 slice(s) done; 2 of 5 slices computed (z=1-2); the other 3 are not computed (blank)"
     var = viewer.layers["noise variance [ADU²] (stack)"]
-    assert var.colorbar.visible and var.metadata["scoredvi"]["unit"] == "ADU^2"
+    assert var.metadata["scoredvi"]["unit"] == "ADU^2"
     den = viewer.layers["denoised (stack)"]
     computed = np.asarray(den.data[1:3])  # the contrast spans the computed slices, not the blank ones
     lo, hi = den.contrast_limits

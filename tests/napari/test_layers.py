@@ -106,12 +106,21 @@ def test_output_layer_kwargs():
     assert output_layer_name("cells", "noise_variance") == "noise variance (cells)"
     assert output_layer_name("cells", "noise_variance", "ADU²") == "noise variance [ADU²] (cells)"
     den = output_layer_kwargs(src, "denoised")
-    assert den["name"] == "denoised (cells)" and den["colormap"] == "gray" and den["blending"] == "translucent"
+    assert den["name"] == "denoised (cells)" and den["colormap"].name == "gray" and den["blending"] == "translucent"
+    assert den["visible"] and den["opacity"] == 1.0
     # a placeholder until the first slice is done; then the denoised data's own range (test_outputs.py)
     assert den["contrast_limits"] == (10.0, 200.0) and tuple(den["scale"]) == (2.0, 0.5, 0.5)
     var = output_layer_kwargs(src, "noise_variance")
-    assert var["colormap"] == "magma" and var["blending"] == "additive" and var["contrast_limits"] == (0.0, 1.0)
-    assert var["name"] == "noise variance [ADU²] (cells)"
+    # the maps: their own colormap, hidden (shown on top they would hide the denoised image)
+    assert var["colormap"] == "magma" and var["blending"] == "translucent" and var["contrast_limits"] == (0.0, 1.0)
+    assert var["name"] == "noise variance [ADU²] (cells)" and var["visible"] is False
+    # a channel of a multichannel image: its colour, blending, gamma and visibility carry over
+    green = Image(np.zeros((3, 32, 32), np.uint16), name="c1", colormap="green", blending="additive", gamma=0.7,
+                  opacity=0.8, visible=False)
+    den = output_layer_kwargs(green, "denoised")
+    assert den["colormap"].name == "green" and den["blending"] == "additive" and den["gamma"] == pytest.approx(0.7)
+    assert den["opacity"] == pytest.approx(0.8) and den["visible"] is False
+    assert output_layer_kwargs(green, "noise_variance")["blending"] == "additive"
     std = output_layer_kwargs(src, "posterior_std")
     assert std["colormap"] == "viridis" and std["name"] == "posterior std [ADU] (cells)"
     rgb = Image(np.zeros((32, 40, 3), np.uint8), rgb=True, name="rgb")
@@ -206,9 +215,15 @@ def test_map_contrast_grows_with_the_slices():
     assert contrast.update("posterior_std", np.zeros((4, 4))) is None
 
 
-def test_denoised_contrast_is_its_own_range():
+def test_denoised_contrast_is_its_own_robust_range():
     contrast = MapContrast()
     assert contrast.update_range("denoised", np.full((4, 4), np.nan)) is None
-    plane = np.array([[99.0, 120.0], [157.0, np.nan]])
-    assert contrast.update_range("denoised", plane) == (99.0, 157.0)
-    assert contrast.update_range("denoised", np.array([[101.0, 160.0]])) == (99.0, 160.0)  # grows, never shrinks
+    rng = np.random.default_rng(0)
+    plane = rng.uniform(100.0, 140.0, (200, 200))
+    plane[0, :20] = 157.0  # a few extreme pixels do not stretch the contrast
+    plane[1, 0] = np.nan
+    lo, hi = contrast.update_range("denoised", plane)
+    assert 100.0 <= lo < 100.5 and 139.5 < hi <= 140.0
+    assert contrast.update_range("denoised", plane + 10.0)[1] > 149.5  # grows, never shrinks
+    assert contrast.update_range("denoised", plane - 50.0) == (pytest.approx(lo - 50.0, abs=0.3),
+                                                             pytest.approx(hi + 10.0, abs=0.3))

@@ -67,10 +67,14 @@ def test_active_run_updates_its_layers_as_slices_finish():
     run = ActiveRun(SimpleNamespace(name="src"), layers, outputs, RunProgress(10, 2))
     run.slice_done(SliceDone(0, (0,), 1, 2))
     assert layers["noise_variance"].contrast_limits == (0.0, pytest.approx(4.0))
-    assert layers["denoised"].contrast_limits == (99.0, 157.0)  # its own range, not the noisy source's
+    # its own range (0.25 to 99.75 percentile), not the noisy source's
+    assert layers["denoised"].contrast_limits == pytest.approx(tuple(np.percentile(denoised[0], (0.25, 99.75))))
     run.slice_done(SliceDone(1, (1,), 2, 2), shown=lambda layer: layer is not layers["noise_variance"])
     assert layers["denoised"].metadata["scoredvi"]["slices_done"] == [[0], [1]]
     assert layers["noise_variance"].metadata["scoredvi"]["slices_done"] == [[0]]  # removed by the user
+    assert "info" not in layers["denoised"].metadata["scoredvi"]  # the events carried none
+    run.slice_done(SliceDone(1, (1,), 2, 2, record={"slice": {"Z": 1}, "noise_std": 3.5}))
+    assert layers["denoised"].metadata["scoredvi"]["info"]["noise_std"] == 3.5  # a store run's slice record
     run.finished(RunEnd(None, {"lam": 2.0}))
     assert all(ly.metadata["scoredvi"]["info"] == {"lam": 2.0} for ly in layers.values())
     run.finished(RunEnd())

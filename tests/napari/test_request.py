@@ -151,23 +151,23 @@ def test_prepare_store_run_asks_only_when_the_store_exists(tmp_path):
     out = tmp_path / "s.zarr"
     plan = plan_run(DenoiseRequest(_stack(3), CPU, SCOPE_RANGE, 0, 0, output=out))
     asked = []
-    run = prepare_store_run(plan, lambda path: asked.append(path) or "cancel")
+    run = prepare_store_run(plan, lambda path, owner: asked.append(path) or "cancel")
     assert asked == [] and run.todo == [0] and run.store.outputs == ("denoised", "noise_variance")
     assert finish(run_to_end(run.steps())).error is None
-    assert prepare_store_run(plan, lambda path: asked.append(path) or "cancel") is None and asked == [out]
+    assert prepare_store_run(plan, lambda path, owner: asked.append(path) or "cancel") is None and asked == [out]
     assert run.store.done().tolist() == [True, False, False]  # cancelled: nothing touched
     every = plan_run(DenoiseRequest(_stack(3), CPU, SCOPE_ALL, output=out))
-    assert prepare_store_run(every, lambda path: "resume").todo == [1, 2]
-    assert prepare_store_run(every, lambda path: "replace").todo == [0, 1, 2]
+    assert prepare_store_run(every, lambda path, owner: "resume").todo == [1, 2]
+    assert prepare_store_run(every, lambda path, owner: "replace").todo == [0, 1, 2]
     other = plan_run(DenoiseRequest(_stack(3), DenoiseSettings("fast", "cpu", seed=1), SCOPE_ALL, output=out))
     # the widget's words, not the library's arguments
     with pytest.raises(ValueError, match=r"different seed; .*replace it \(Run again and choose Replace\)"):
-        prepare_store_run(other, lambda path: "resume")
+        prepare_store_run(other, lambda path, owner: "resume")
     from napari_scoredvi.io.lock import acquire
 
     with acquire(out), pytest.raises(OSError, match=r"in use by another run in this process; .*finished slices "
                                                     r"afterwards \(Run again and choose Resume\)"):
-        prepare_store_run(every, lambda path: "resume")
+        prepare_store_run(every, lambda path, owner: "resume")
 
 
 def test_provenance_of_output_layers():

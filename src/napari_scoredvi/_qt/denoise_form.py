@@ -12,7 +12,7 @@ from ..engine.devices import DEVICE_CHOICES, describe_device, resolve_device
 from ..engine.presets import DEFAULT_PRESET, PRESETS, get_preset
 from ..engine.settings import DenoiseSettings
 from ..napari import remembered
-from ..napari.layers import default_output, shown_index
+from ..napari.layers import default_output, full_resolution, is_output, layer_key, lead_axes, shown_index
 from ..napari.request import (
     RUN_CHOICES,
     RUN_CLUSTER,
@@ -27,6 +27,8 @@ from .sizing import compact_combobox, wrap_label
 TEMPORARY_NOTE = "temporary folder: deleted when napari closes; pick a folder to keep the results"
 #: shown instead of the fit's controls (warm starts, prior weight) for a preset without a fit
 NO_FIT_NOTE = "{preset} denoises every slice on its own: warm starts and the prior weight are for variational only"
+#: what an index along a stack's first axis counts, by axis letter (the range's labels)
+AXIS_WORDS = {"Z": "z-slice", "T": "time point", "C": "channel"}
 
 
 def auto_device_text() -> str:
@@ -40,32 +42,45 @@ def auto_device_text() -> str:
 class DenoiseForm(Container):
     """The controls: image layer (following the active layer, never an output), preset, device,
     scope, slice range, output store, where to run, posterior std, and for the variational preset
-    warm starts and the prior weight (hidden for the prior ensemble, with a line saying why)."""
+    warm starts and the prior weight (hidden for the prior ensemble, with a line saying why).
+    Every control has a tooltip; an output path typed for one layer is never carried to another."""
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.seed = 0
         self._output_auto: str | None = None  # the output path we filled in (not typed by the user)
+        self._typed_outputs: dict[int, str] = {}  # id(layer) -> the output path the user typed for it
+        self._output_layer = None  # the layer the output box's path is for
         memory = remembered.load()
         # choices from this viewer's layers (not napari's lookup of the viewer around the widget):
         # the widget then works with any viewer it is given, including a ViewerModel in tests
-        self._layer_box = ComboBox(label="image", choices=self._image_layers)
-        self._preset_box = ComboBox(label="preset", choices=list(PRESETS), value=DEFAULT_PRESET)
-        self._device_box = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
-        self._device_label = Label(value=auto_device_text())
-        self._scope_box = ComboBox(label="scope", choices=list(SCOPES), value=SCOPE_SLICE)
-        self._first_box = SpinBox(label="from slice", value=0, min=0, max=100000, visible=False,
-                                  tooltip="first index along the stack's first axis (inclusive)")
-        self._last_box = SpinBox(label="to slice", value=0, min=0, max=100000, visible=False,
-                                 tooltip="last index along the stack's first axis (inclusive)")
+        self._layer_box = ComboBox(label="image", choices=self._image_layers,
+                                   tooltip="the image layer to denoise (follows the selected layer; the outputs "
+                                           "of a run are never proposed)")
+        self._preset_box = ComboBox(label="preset", choices=list(PRESETS), value=DEFAULT_PRESET,
+                                    tooltip="fast: one pass of the prior denoisers (seconds); balanced: 8 flipped "
+                                            "and rotated views averaged (slower, a little better); variational: "
+                                            "ScoreDVI's fit as published (minutes per slice)")
+        self._device_box = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto",
+                                    tooltip="where the networks run: auto picks a CUDA or Apple GPU when torch "
+                                            "sees one, else the CPU")
+        self._device_label = Label(value=auto_device_text(), tooltip="what 'auto' means on this computer")
+        self._scope_box = ComboBox(label="scope", choices=list(SCOPES), value=SCOPE_SLICE,
+                                   tooltip="current 2D slice: the plane the viewer shows (into memory, seconds); "
+                                           "all slices or a range: the stack into an OME-Zarr folder on disk, "
+                                           "shown as it fills in")
+        self._first_box = SpinBox(label="from slice", value=0, min=0, max=100000, visible=False)
+        self._last_box = SpinBox(label="to slice", value=0, min=0, max=100000, visible=False)
         self._output_box = FileEdit(label="output", mode="w", filter="*.zarr", visible=False,
                                     tooltip="OME-Zarr folder for the outputs of a stack (empty: beside the input "
-                                            "file, or a temporary folder)")
+                                            "file, or a temporary folder); a path typed here is for this image only")
         self._output_note = Label(value="", visible=False)
         run_on = memory.get("run_on")
         self._run_on_box = ComboBox(label="run on", choices=list(RUN_CHOICES),
-                                    value=run_on if run_on in RUN_CHOICES else RUN_HERE)
+                                    value=run_on if run_on in RUN_CHOICES else RUN_HERE,
+                                    tooltip="this computer, or the workers of a dask.distributed cluster (one "
+                                            "task per slice; the results come back into the same folder)")
         self._scheduler_box = LineEdit(label="scheduler", value=str(memory.get("scheduler", "")),
                                        tooltip="address of a dask.distributed scheduler, e.g. tcp://gpu-box:8786")
         self._scheduler_box.native.setPlaceholderText("tcp://host:8786")
@@ -78,7 +93,9 @@ class DenoiseForm(Container):
         self._lam_box.native.setSpecialValueText("auto")  # shown at the minimum, 0, which means automatic
         self._fit_note = Label(value="")
         wrap_label(self._fit_note)
-        self._std_box = CheckBox(text="add posterior std layer", value=False)
+        self._std_box = CheckBox(text="add posterior std layer", value=False,
+                                 tooltip="also a map of each pixel's uncertainty (posterior standard deviation, "
+                                         "in the image's units); costs one more pass")
         compact_combobox(self._layer_box)  # long layer names do not widen the dock
         wrap_label(self._output_note)
         self.extend([self._layer_box, self._preset_box, self._device_box, self._device_label, self._scope_box,
@@ -92,6 +109,7 @@ class DenoiseForm(Container):
         napari_viewer.layers.events.inserted.connect(self.refresh_layers)
         napari_viewer.layers.selection.events.active.connect(self._follow_active)
         self.refresh_layers()
+        self._label_range()
         self._show_scope()
 
     @property
@@ -103,14 +121,16 @@ class DenoiseForm(Container):
         """The form as a request (``layer``: instead of the chosen one); a stack's empty output box
         is filled with the layer's default first."""
         layer = self._layer_box.value if layer is None else layer
-        if self._scope_box.value != SCOPE_SLICE:
+        many = self._scope_box.value != SCOPE_SLICE
+        if many:
             self._suggest_output()
         typed = self._output_box.line_edit.value.strip()
         preset = get_preset(self._preset_box.value)
         fit = preset.kind == "variational"  # the fit's controls count only where they are shown
+        # one slice has no neighbour to start from: no warm start, whatever the (hidden) box says
         settings = DenoiseSettings(preset, self._device_box.value, self.seed,
                                    float(self._lam_box.value) or None if fit else None,
-                                   bool(self._warm_box.value) if fit else True)
+                                   bool(self._warm_box.value) and many if fit else True)
         return DenoiseRequest(layer, settings, self._scope_box.value, int(self._first_box.value),
                               int(self._last_box.value), Path(typed) if typed else None, self._run_on_box.value,
                               self._scheduler_box.value, bool(self._std_box.value), shown_index(self.viewer, layer))
@@ -119,6 +139,12 @@ class DenoiseForm(Container):
         """Relist the image layers (and follow the active one)."""
         self._layer_box.reset_choices()
         self._follow_active()
+
+    def forget_layer(self, layer) -> None:
+        """``layer`` was removed: forget the output path typed for it."""
+        self._typed_outputs.pop(layer_key(layer), None)
+        if self._output_layer == layer:
+            self._output_layer = None
 
     def disconnect_viewer(self) -> None:
         """Stop following the viewer's layers (the widget is closing)."""
@@ -145,29 +171,56 @@ class DenoiseForm(Container):
         if many:
             self._suggest_output()
 
+    def _label_range(self) -> None:
+        """Name what the range counts: the stack's first axis (``from z-slice``; ``from time point`` on
+        a T x Z stack, whose every time point covers all its z-slices)."""
+        layer = self._layer_box.value
+        word, inner = "slice", ""
+        if layer is not None:
+            data = full_resolution(layer)
+            lead = data.ndim - 2 - bool(getattr(layer, "rgb", False))
+            axes = lead_axes(layer, lead)
+            if axes:
+                word = AXIS_WORDS.get(axes[0], f"{axes[0].lower()} index")
+                if lead > 1:
+                    rest = " x ".join(f"{int(n)} {AXIS_WORDS.get(a, a.lower())}s"
+                                      for a, n in zip(axes[1:], data.shape[1:lead]))
+                    inner = f"; each {word} covers its {rest}"
+        for box, end in ((self._first_box, "first"), (self._last_box, "last")):
+            box.label = f"{'from' if end == 'first' else 'to'} {word}"
+            box.tooltip = f"{end} index along the stack's first axis ({word}s, from 0; inclusive){inner}"
+
     def _image_layers(self, widget=None) -> list[tuple[str, object]]:
         from napari.layers import Image
 
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        layers = self.viewer.layers
+        return [(layer.name, layer) for layer in layers if isinstance(layer, Image) and not is_output(layer)]
 
     def _follow_active(self, event=None) -> None:
         from napari.layers import Image
 
         active = self.viewer.layers.selection.active
-        if "scoredvi" in getattr(active, "metadata", {}):  # never propose our own outputs
+        if is_output(active):  # never propose our own outputs
             return
         if isinstance(active, Image) and active in self._layer_box.choices and not self.running:
             self._layer_box.value = active
 
     def _layer_changed(self, event=None) -> None:
-        if self._output_box.line_edit.value.strip() in ("", self._output_auto):  # a new layer, a new default
-            self._output_box.line_edit.value = ""
+        """Another layer: its own output path (the one typed for it, else its default), never the last
+        layer's; the range's labels for its axes."""
+        typed = self._output_box.line_edit.value.strip()
+        if self._output_layer is not None and typed and typed != self._output_auto:
+            self._typed_outputs[layer_key(self._output_layer)] = typed
+        layer = self._layer_box.value
+        self._output_layer = layer
+        self._output_box.line_edit.value = self._typed_outputs.get(layer_key(layer), "") if layer is not None else ""
         self._output_auto = None
+        self._label_range()
         if self._scope_box.value != SCOPE_SLICE:
             self._suggest_output()
 
     def _suggest_output(self) -> None:
-        """Fill the output box with the chosen layer's default, unless the user typed a path."""
+        """Fill the output box with the chosen layer's default, unless the user typed a path for it."""
         layer = self._layer_box.value
         typed = self._output_box.line_edit.value.strip()
         if layer is None or (typed and typed != self._output_auto):

@@ -10,6 +10,9 @@ or on a dask.distributed cluster.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from magicgui.widgets import Label, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils import progress as activity
@@ -17,13 +20,15 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..napari import remembered
 from ..napari.layers import (
+    OUTPUT_LAYERS,
     grid_enabled,
+    layer_key,
     lead_axes,
     memory_output,
     output_layer_kwargs,
     output_unit,
     reusable_output,
-    show_colorbar,
+    show_selected_colorbar,
     source_layer_name,
 )
 from ..napari.outputs import ActiveRun, RunEnd, run_to_end
@@ -73,10 +78,16 @@ class ScoreDVIWidget(DenoiseForm):
         self._activity = None  # napari's progress bar of the run (activity dock)
         self._status = Label(value="")
         wrap_label(self._status)  # a long status never widens the dock
+        self._run_button.tooltip = "denoise the chosen image (scope) with the preset"
+        self._cancel_button.tooltip = "stop within a second or so; finished slices are kept"
+        self._progress.tooltip = "the run's share of work done (in thousandths)"
+        self._status.tooltip = "the state of the last action"
+        self._noted: set[tuple[int, str]] = set()  # (id(layer), note) already shown: one note per layer
         self.extend([self._run_button, self._cancel_button, self._progress, self._status])
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
         napari_viewer.layers.events.removed.connect(self._layer_removed)
+        napari_viewer.layers.selection.events.active.connect(self._selection_changed)
         self.native.destroyed.connect(self._on_destroyed)
 
     @property
@@ -90,26 +101,64 @@ class ScoreDVIWidget(DenoiseForm):
 
     # -- actions ---------------------------------------------------------------------------
     def run(self, request: DenoiseRequest | None = None) -> None:
-        """Start ``request`` (default: :meth:`request`, the form); errors become notifications."""
+        """Start ``request`` (default: :meth:`request`, the form); errors become notifications and
+        the status line."""
         if self.worker is not None:
             show_warning("ScoreDVI is already running; press Cancel first")
             return
         try:
             request = self.request() if request is None else request
-            plan = plan_run(request, note=lambda message: show_info(f"ScoreDVI: {message}"))
+            request = self._into_shown_store(request)
+            plan = plan_run(request, note=lambda message: self._note_once(request.layer, message))
         except (ValueError, RuntimeError) as exc:
-            show_error(f"ScoreDVI: {exc}")
+            self._not_started(str(exc))
             return
         if plan.to_store:
             self._run_to_store(plan)
             return
-        src, lead = request.layer, len(plan.grid.grid_axes)
+        src, lead, total = request.layer, len(plan.grid.grid_axes), len(plan.numbers)
         layers, arrays = {}, {}
         for name, shape in plan.memory_shapes().items():
-            layers[name], arrays[name] = self._memory_layer(src, name, shape, plan.rgb, lead)
+            layers[name], arrays[name] = self._memory_layer(src, name, shape, plan.rgb, lead,
+                                                            self._provenance(request, name, total))
         denoised = arrays["denoised"]
         computed = (lambda: denoised.written) if isinstance(denoised, PartialStack) else None
         self._start(plan, layers, plan.memory_steps(arrays), list(plan.numbers), arrays, computed=computed)
+
+    def _not_started(self, message: str) -> None:
+        show_error(f"ScoreDVI: {message}")
+        self._status.value = f"not started: {message}"
+        self._progress.value = 0
+
+    def _note_once(self, layer, message: str) -> None:
+        """A note about ``layer`` (e.g. it is multiscale), shown the first time only."""
+        key = (layer_key(layer), message)
+        if key not in self._noted:
+            self._noted.add(key)
+            show_info(f"ScoreDVI: {message}")
+
+    def _into_shown_store(self, request: DenoiseRequest) -> DenoiseRequest:
+        """A run of the current slice of a stack whose results in view come from a store goes into that
+        store (which keeps them) rather than into new layers that would replace them; its posterior std
+        follows the store's. (A range or all slices name their output: an existing one is asked about.)"""
+        from ..io.store import open_store
+
+        name = source_layer_name(request.layer, "denoised") if request.layer is not None else None
+        if request.scope != SCOPE_SLICE or name not in self.viewer.layers:
+            return request
+        shown = self.viewer.layers[name].metadata.get("scoredvi", {}).get("store")
+        if not shown:
+            return request
+        try:
+            outputs = open_store(Path(shown), writable=False).outputs
+        except (ValueError, OSError):  # gone from disk: a run like any other
+            return request
+        with_std = "posterior_std" in outputs
+        if request.posterior_std and not with_std:
+            raise ValueError(f"the results of {request.layer.name!r} in view ({shown!r}) have no posterior std: "
+                             "untick 'add posterior std layer' to add slices to them, or run all slices to "
+                             "replace them")
+        return replace(request, output=Path(shown), update_store=True, posterior_std=with_std)
 
     def _run_to_store(self, plan: RunPlan) -> None:
         request = plan.request
@@ -119,25 +168,35 @@ class ScoreDVIWidget(DenoiseForm):
             remembered.remember(**request.remembered_choice())
             run = prepare_store_run(plan, self.ask_existing)
         except (ValueError, OSError) as exc:
-            show_error(f"ScoreDVI: {exc}")
+            self._not_started(str(exc))
             return
         if run is None:
-            self._status.value = "not started: the output exists"
+            self._status.value = "not started: the output exists and was kept (pick another output path, or Run " \
+                                 "again and choose Replace)"
+            self._progress.value = 0
             return
         if not run.todo:
             show_info(f"ScoreDVI: every asked slice is already done in {str(run.path)!r}")
-        layers = {name: self._store_layer(request.layer, name, run.store) for name in run.store.outputs}
+        total = len(plan.numbers)
+        layers = {name: self._store_layer(request.layer, name, run.store, self._provenance(request, name, total,
+                                                                                            run.store))
+                  for name in run.store.outputs}
         steps = run.steps(request.scheduler if request.on_cluster else None)
         grid_shape = plan.grid.grid_shape
         self._start(plan, layers, steps, run.todo, run.store.arrays(), run.store,
                     computed=lambda: run.store.done().reshape(grid_shape))
 
+    @staticmethod
+    def _provenance(request: DenoiseRequest, name: str, total: int, store=None) -> dict:
+        """A new ``metadata["scoredvi"]`` for output ``name`` of the run."""
+        return dict(request.provenance(total, store), unit=output_unit(request.layer, name))
+
     def _start(self, plan: RunPlan, layers: dict, steps, todo: list[int], outputs, store=None,
                computed=None) -> None:
         request, total = plan.request, len(plan.numbers)
-        for name, out in layers.items():
-            out.metadata["scoredvi"] = dict(request.provenance(total, store), unit=output_unit(request.layer, name))
-        self._layer_box.value = request.layer  # adding the outputs made one of them active
+        self._hide_other_outputs(request.layer, layers)
+        self.viewer.layers.selection.active = request.layer  # the source stays active, not the last output
+        self._layer_box.value = request.layer
         if self._added and grid_enabled(self.viewer):
             self.viewer.reset_view()  # grid mode: show the new panels whole
         self._added = False
@@ -167,36 +226,60 @@ class ScoreDVIWidget(DenoiseForm):
             self.worker.quit()
 
     # -- output layers ---------------------------------------------------------------------
-    def _add_output(self, source, name: str, data, rgb: bool = False, **extra):
-        """Add (or replace) output ``name``'s layer, just above the source in the layer list."""
+    def _add_output(self, source, name: str, data, metadata: dict, rgb: bool = False, **extra):
+        """Add (or replace) output ``name``'s layer, just above the source in the layer list, with its
+        ``metadata`` from the start (so the image chooser never proposes it)."""
         kwargs = output_layer_kwargs(source, name, rgb)
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
-        layer = self.viewer.add_image(data, **kwargs, **extra)
-        if name != "denoised":
-            show_colorbar(layer)
+        layer = self.viewer.add_image(data, **kwargs, metadata={"scoredvi": metadata}, **extra)
         self._added = True
         src_pos, out_pos = list(self.viewer.layers).index(source), list(self.viewer.layers).index(layer)
         if out_pos != src_pos + 1:
             self.viewer.layers.move(out_pos, src_pos + 1)
         return layer
 
-    def _memory_layer(self, source, name: str, shape, rgb: bool, lead: int) -> tuple:
+    def _memory_layer(self, source, name: str, shape, rgb: bool, lead: int, metadata: dict) -> tuple:
         """An in-memory output layer, reused (and its array) if it already has this shape; a new one is
-        NaN (blank, "not computed") until its slices are written (:func:`.layers.memory_output`)."""
+        NaN (blank, "not computed") until its slices are written (:func:`.layers.memory_output`). A
+        reused layer's metadata keeps the slices done before and the earlier runs' provenance."""
         layer_name = source_layer_name(source, name)
         existing = self.viewer.layers[layer_name] if layer_name in self.viewer.layers else None
         if existing is not None and reusable_output(existing, shape, rgb and name == "denoised"):
+            old = dict(existing.metadata.get("scoredvi", {}))
+            earlier = old.pop("earlier_runs", [])
+            metadata["slices_done"] = list(old.get("slices_done", []))
+            metadata["earlier_runs"] = [*earlier, old]
+            existing.metadata["scoredvi"] = metadata
             return existing, existing.data
         arr = memory_output(shape, lead)
-        return self._add_output(source, name, arr, rgb, cache=False), arr
+        return self._add_output(source, name, arr, metadata, rgb, cache=False), arr
 
-    def _store_layer(self, source, name: str, store):
+    def _store_layer(self, source, name: str, store, metadata: dict):
         """A lazy layer over output ``name`` of the store: read slice by slice, not cached, so it shows
-        each slice as soon as it is written (NaN, blank, before)."""
+        each slice as soon as it is written (NaN, blank, before); the layer already showing that store
+        is kept (with the user's contrast and visibility)."""
         import dask.array as da
 
-        return self._add_output(source, name, da.from_zarr(store.array(name)), cache=False)
+        layer_name = source_layer_name(source, name)
+        existing = self.viewer.layers[layer_name] if layer_name in self.viewer.layers else None
+        if existing is not None and existing.metadata.get("scoredvi", {}).get("store") == str(store.path):
+            old = existing.metadata["scoredvi"]
+            metadata["slices_done"] = list(old.get("slices_done", []))
+            existing.metadata["scoredvi"] = metadata
+            return existing
+        return self._add_output(source, name, da.from_zarr(store.array(name)), metadata, cache=False)
+
+    def _hide_other_outputs(self, source, layers: dict) -> None:
+        """Outputs of ``source`` from an earlier run that this run does not make (a posterior std not
+        asked for now) are hidden: never left on top of this run's results."""
+        for name in OUTPUT_LAYERS:
+            layer_name = source_layer_name(source, name)
+            if name not in layers and layer_name in self.viewer.layers:
+                self.viewer.layers[layer_name].visible = False
+
+    def _selection_changed(self, event=None) -> None:
+        show_selected_colorbar(self.viewer)
 
     # -- worker callbacks (main thread) -----------------------------------------------------
     def _on_yielded(self, event) -> None:
@@ -233,14 +316,21 @@ class ScoreDVIWidget(DenoiseForm):
     def _on_errored(self, exc: Exception) -> None:
         if not self._closed:
             show_error(f"ScoreDVI failed: {exc}")
+            self._status.value = self._with_coverage(f"failed: {exc}")
 
     def _on_aborted(self) -> None:
         if self._closed:
             return
-        done, total = self.slices_done, self.active.progress.slices_total
-        kept = " (kept on disk: Run again to resume)" if self.active.store is not None else " (kept)"
-        show_info(f"ScoreDVI cancelled: {done} of {total} slice(s) done{kept}")
-        self._status.value = self._with_coverage(f"cancelled: {done}/{total} slice(s) done")
+        progress = self.active.progress
+        done, total = self.slices_done, progress.slices_total
+        now = done - progress.slices_before  # finished by this run
+        if now == 0:
+            told = "no slice was finished" + (f" ({done} of {total} were done before, kept)" if done else "")
+        else:
+            where = " on disk: Run again to resume" if self.active.store is not None else ""
+            told = f"{done} of {total} slice{'s' if total != 1 else ''} done (kept{where})"
+        show_info(f"ScoreDVI cancelled: {told}")
+        self._status.value = self._with_coverage(f"cancelled: {told}")
 
     def _with_coverage(self, text: str) -> str:
         """``text`` and which slices of the outputs hold results, when not all of them do."""
@@ -265,11 +355,18 @@ class ScoreDVIWidget(DenoiseForm):
 
     # -- closing -----------------------------------------------------------------------------
     def _layer_removed(self, event=None) -> None:
-        """Removing the source layer of a run stops it (finished slices are kept)."""
+        """Removing the source layer of a run stops it (finished slices are kept); once it is gone the
+        status line and the bar no longer speak of its run."""
         removed = getattr(event, "value", None)
-        if self.worker is not None and removed is not None and removed is self.active.source:
-            show_info(f"ScoreDVI: {removed.name!r} was removed; stopping its run")
-            self.cancel()
+        if removed is not None:
+            self.forget_layer(removed)
+            if self.active is not None and removed == self.active.source:
+                if self.worker is not None:
+                    show_info(f"ScoreDVI: {removed.name!r} was removed; stopping its run")
+                    self.cancel()
+                else:
+                    self._status.value = f"{removed.name!r} was removed"
+                    self._progress.value = 0
         self.refresh_layers()
 
     def _on_destroyed(self, *args) -> None:
@@ -280,7 +377,9 @@ class ScoreDVIWidget(DenoiseForm):
             worker.quit()
             worker.await_workers(CLOSE_WAIT_MS)
         self.disconnect_viewer()
-        try:
-            self.viewer.layers.events.removed.disconnect(self._layer_removed)
-        except Exception:  # noqa: BLE001 - already disconnected
-            pass
+        for ev, cb in ((self.viewer.layers.events.removed, self._layer_removed),
+                       (self.viewer.layers.selection.events.active, self._selection_changed)):
+            try:
+                ev.disconnect(cb)
+            except Exception:  # noqa: BLE001 - already disconnected
+                pass

@@ -17,6 +17,8 @@ INTEGER_UNIT, FLOAT_UNIT = "ADU", "a.u."
 COPIED_PROPERTIES = ("scale", "translate", "units", "axis_labels", "affine", "rotate", "shear")
 #: the percentile of a map's finished slices that its contrast reaches
 MAP_PERCENTILE = 99.5
+#: the percentiles of the denoised image's finished slices that its contrast spans (99.5 % of pixels)
+DENOISED_PERCENTILES = (0.25, 99.75)
 
 
 def current_index(viewer, layer, lead_ndim: int) -> tuple[int, ...]:
@@ -74,6 +76,27 @@ def default_output(layer) -> tuple[Path, bool]:
     from ..io.output_paths import default_output_path
 
     return default_output_path(source_path(layer), layer.name)
+
+
+def dropped_scale_note(layer) -> str:
+    """A note when a layer shows no pixel sizes but the Zarr folder it was opened from has them (napari's
+    builtin reader drops OME-Zarr's): the results on disk keep the file's; ``""`` otherwise."""
+    from ..io.read import open_volume
+
+    path = source_path(layer)
+    if not path or not Path(path).is_dir() or not np.allclose(np.asarray(layer.scale, float), 1.0):
+        return ""
+    try:
+        vol = open_volume(path)
+    except (ValueError, OSError):
+        return ""
+    if tuple(vol.array.shape) != tuple(full_resolution(layer).shape) or np.allclose(vol.scale, 1.0):
+        return ""
+    sizes = ", ".join(f"{a.lower()} {v:g}{' ' + vol.units[a] if a in vol.units else ''}"
+                      for a, v in zip(vol.axes, vol.scale) if v != 1.0)
+    return (f"{layer.name!r} shows no pixel sizes, but its file has them ({sizes}): napari's builtin reader drops "
+            "them. The results on disk keep the file's; to see the image and its results at their size, open the "
+            "file with napari-ome-zarr (File > Open Folder..., then choose napari-ome-zarr)")
 
 
 def layer_volume(layer, data=None):
@@ -150,24 +173,93 @@ def output_shape(output: str, shape: tuple[int, ...], rgb: bool) -> tuple[int, .
 
 def output_layer_kwargs(source, output: str, rgb: bool = False) -> dict:
     """``viewer.add_image`` arguments (besides the data) for output ``output`` of ``source``: its
-    name, the source's geometry, colormap (or RGB for an RGB source's denoised layer), blending and
-    first contrast (the source's for denoised, 0-1 for a map, until its slices come in)."""
-    colormap = OUTPUT_LAYERS[output][1]
+    name, the source's geometry, and a look taken from the source. The denoised layer takes the
+    source's colormap, gamma, blending, opacity and visibility (a channel of a multichannel image
+    stays its colour, additively blended) and, until its slices come in, its contrast; an RGB
+    source's denoised layer is RGB. The maps (noise variance, posterior std) have their own colormap
+    and 0-1 contrast until their slices come in, and are added hidden: shown on top they would hide
+    or, additively blended, tint the denoised image (the user shows them with the layer's eye)."""
     kwargs = {prop: getattr(source, prop) for prop in COPIED_PROPERTIES if hasattr(source, prop)}
-    if rgb and output == "denoised":
-        kwargs["rgb"] = True
-    else:
-        kwargs["colormap"] = colormap
-    contrast = tuple(float(c) for c in source.contrast_limits) if output == "denoised" else (0.0, 1.0)
-    return dict(kwargs, name=source_layer_name(source, output), contrast_limits=contrast,
-                blending="additive" if colormap != "gray" else "translucent")
+    kwargs["name"] = source_layer_name(source, output)
+    blending = str(getattr(source, "blending", "translucent"))
+    if output == "denoised":
+        if rgb:
+            kwargs["rgb"] = True
+        else:
+            kwargs["colormap"] = getattr(source, "colormap", OUTPUT_LAYERS[output][1])
+            kwargs["gamma"] = float(getattr(source, "gamma", 1.0))
+        contrast = tuple(float(c) for c in source.contrast_limits)
+        return dict(kwargs, contrast_limits=contrast, blending=blending,
+                    opacity=float(getattr(source, "opacity", 1.0)), visible=bool(getattr(source, "visible", True)))
+    return dict(kwargs, colormap=OUTPUT_LAYERS[output][1], contrast_limits=(0.0, 1.0),
+                blending="additive" if blending == "additive" else "translucent", visible=False)
 
 
-def show_colorbar(layer) -> None:
-    """Show the layer's colour bar in the canvas (napari >= 0.5; nothing on older napari)."""
-    colorbar = getattr(layer, "colorbar", None)
-    if colorbar is not None and hasattr(colorbar, "visible"):
-        colorbar.visible = True
+def layer_key(layer) -> int:
+    """A key that stays the same for a layer: napari hands plugins each layer in a proxy made anew each
+    time (``is`` and ``id`` of two proxies of one layer differ; ``==`` compares the layers)."""
+    return id(getattr(layer, "__wrapped__", layer))
+
+
+def is_output(layer) -> bool:
+    """Whether ``layer`` is an output of ours (a run's, or a results folder reopened)."""
+    return "scoredvi" in (getattr(layer, "metadata", None) or {})
+
+
+def robust_limits(values) -> tuple[float, float] | None:
+    """Contrast limits of an image from its finite values: the :data:`DENOISED_PERCENTILES`
+    percentiles (a few extreme pixels do not dim the rest); None when there are none, or one value."""
+    values = np.asarray(values)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    lo, hi = (float(v) for v in np.percentile(values, DENOISED_PERCENTILES))
+    if hi <= lo:
+        lo, hi = float(values.min()), float(values.max())
+    return (lo, hi) if hi > lo else None
+
+
+def map_limit(values) -> float:
+    """The upper contrast limit of a map (noise variance, posterior std) from its finite values: its
+    :data:`MAP_PERCENTILE` percentile (0 when there are none)."""
+    values = np.asarray(values)
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, MAP_PERCENTILE)) if values.size else 0.0
+
+
+def show_selected_colorbar(viewer) -> None:
+    """One colour bar at a time, labelled: the selected output layer's (not an RGB one), with its
+    name (what it is, its unit and its source) in the viewer's text overlay above it; none when the
+    selected layer is no output of ours. Other output layers' colour bars are hidden."""
+    active = viewer.layers.selection.active
+    selected = getattr(active, "name", None)  # by name: a plugin's viewer proxy wraps each layer anew
+    for layer in viewer.layers:
+        colorbar = getattr(layer, "colorbar", None)
+        if is_output(layer) and colorbar is not None and hasattr(colorbar, "visible"):
+            colorbar.visible = layer.name == selected and not getattr(layer, "rgb", False)
+    overlay = text_overlay(viewer)
+    if overlay is None:
+        return
+    shown = is_output(active) and not getattr(active, "rgb", False)
+    if shown:
+        overlay.text, overlay.position, overlay.visible = active.name, "top_right", True
+    elif overlay.visible and overlay.text in _OUTPUT_LABELS.get(id(viewer), set()):
+        overlay.visible = False  # ours: hidden with its colour bar; a text the user set is left alone
+    if shown:
+        _OUTPUT_LABELS.setdefault(id(viewer), set()).add(active.name)
+
+
+def text_overlay(viewer):
+    """The viewer's text overlay (``viewer.canvas.overlays["text"]`` from napari 0.9, ``viewer.text_overlay``
+    before); None where there is none."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    if overlays is not None and "text" in overlays:
+        return overlays["text"]
+    return getattr(viewer, "text_overlay", None)
+
+
+#: the colour-bar labels put in each viewer's text overlay (by id(viewer)), told apart from the user's
+_OUTPUT_LABELS: dict[int, set[str]] = {}
 
 
 def memory_output(shape: tuple[int, ...], lead: int):
@@ -196,9 +288,9 @@ def grid_enabled(viewer) -> bool:
 
 class MapContrast:
     """The contrast of the outputs, from their own finished slices so far: for the maps (noise
-    variance, posterior std) 0 to the largest :data:`MAP_PERCENTILE` percentile of a slice; for the
-    denoised image the smallest to the largest finished value (not the noisy source's limits, which
-    would make it look dim)."""
+    variance, posterior std) 0 to the largest :func:`map_limit` of a slice; for the denoised image
+    the widest :func:`robust_limits` of a slice (not the noisy source's limits, which would make it
+    look dim, nor its extreme pixels)."""
 
     def __init__(self) -> None:
         self.limits: dict[str, float] = {}
@@ -206,20 +298,14 @@ class MapContrast:
 
     def update(self, output: str, plane) -> float | None:
         """Take a finished slice of map ``output``; returns its new upper limit (None while it is 0)."""
-        values = np.asarray(plane)
-        values = values[np.isfinite(values)]
-        top = float(np.percentile(values, MAP_PERCENTILE)) if values.size else 0.0
-        self.limits[output] = max(self.limits.get(output, 0.0), top)
+        self.limits[output] = max(self.limits.get(output, 0.0), map_limit(plane))
         return self.limits[output] if self.limits[output] > 0 else None
 
     def update_range(self, output: str, plane) -> tuple[float, float] | None:
-        """Take a finished slice of ``output`` (the denoised image); returns its new (low, high) limits,
-        the range of its finite values so far (None while there is none, or it is one value)."""
-        values = np.asarray(plane)
-        values = values[np.isfinite(values)]
-        if values.size:
-            lo, hi = float(values.min()), float(values.max())
-            old = self.ranges.get(output, (lo, hi))
-            self.ranges[output] = (min(lo, old[0]), max(hi, old[1]))
-        lo, hi = self.ranges.get(output, (0.0, 0.0))
-        return (lo, hi) if hi > lo else None
+        """Take a finished slice of ``output`` (the denoised image); returns its new (low, high) limits
+        (None while there is none)."""
+        limits = robust_limits(plane)
+        if limits is not None:
+            old = self.ranges.get(output, limits)
+            self.ranges[output] = (min(limits[0], old[0]), max(limits[1], old[1]))
+        return self.ranges.get(output)

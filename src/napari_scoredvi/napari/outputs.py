@@ -136,7 +136,10 @@ class ActiveRun:
                 limits = self.contrast.update_range(name, self.outputs[name][idx])
                 if limits is not None:
                     layer.contrast_limits = limits
-            layer.metadata["scoredvi"]["slices_done"].append([int(i) for i in idx])
+            meta = layer.metadata["scoredvi"]
+            meta["slices_done"].append([int(i) for i in idx])
+            if event.info is not None or event.record:  # the engine's account of the slice written last
+                meta["info"] = event.info.as_dict() if event.info is not None else dict(event.record)
             layer.refresh()
 
     def coverage(self) -> str:

@@ -15,12 +15,19 @@ from pathlib import Path
 
 from ..engine.settings import DenoiseSettings
 from ..engine.validate import check_dtype
-from ..io.errors import Argument, ArgumentRemedy
+from ..io.errors import ArgumentRemedy
 from ..io.slice_grid import SliceGrid
 from ..pipeline.events import SliceDone, SliceStep
 from ..pipeline.provenance import layer_provenance
 from ..pipeline.slices import SlicesOutcome, denoise_slices
-from .layers import default_output, full_resolution, layer_volume, output_names, output_shape
+from .layers import (
+    default_output,
+    dropped_scale_note,
+    full_resolution,
+    layer_volume,
+    output_names,
+    output_shape,
+)
 
 SCOPE_SLICE = "current 2D slice"
 SCOPE_ALL = "all slices"
@@ -32,11 +39,8 @@ RUN_CHOICES = (RUN_HERE, RUN_CLUSTER)
 #: what the widget's user does to set a library argument that an error names (:mod:`..io.errors`): the
 #: answers of the dialog that a run into an existing output asks (:func:`.._qt.dialogs.ask_existing_output`)
 WIDGET_WORDS = {"resume": "Run again and choose Resume", "overwrite": "Run again and choose Replace"}
-
-
-def widget_words(arg: Argument) -> str:
-    """A library argument as the widget's user sets it (its Python spelling where the widget has none)."""
-    return WIDGET_WORDS.get(arg.name, str(arg))
+#: the same for a run of part of a stack into the store whose layers show the stack's results
+UPDATE_WORDS = {"overwrite": "run all slices and choose Replace"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class DenoiseRequest:
     slice the viewer shows, for :data:`SCOPE_SLICE`. output: the OME-Zarr store of a stack (None: the
     layer's default, :func:`.layers.default_output`). run_on: one of :data:`RUN_CHOICES`; scheduler:
     the dask scheduler's address for :data:`RUN_CLUSTER`. posterior_std: also the posterior std.
+    update_store: the run goes into ``output`` even for one slice: the store whose layers show this
+    stack's results, which it adds to (slices already done there are kept; same settings only).
     """
 
     layer: object
@@ -61,6 +67,7 @@ class DenoiseRequest:
     scheduler: str = ""
     posterior_std: bool = False
     shown: tuple[int, ...] = ()
+    update_store: bool = False
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -70,6 +77,7 @@ class DenoiseRequest:
         for name, value in (("first", int(self.first)), ("last", int(self.last)),
                             ("scheduler", str(self.scheduler or "").strip()),
                             ("posterior_std", bool(self.posterior_std)),
+                            ("update_store", bool(self.update_store)),
                             ("shown", tuple(int(i) for i in self.shown)),
                             ("output", Path(self.output) if self.output not in (None, "") else None)):
             object.__setattr__(self, name, value)
@@ -101,8 +109,9 @@ class RunPlan:
 
     @property
     def to_store(self) -> bool:
-        """More than one grey slice goes into an OME-Zarr store; one slice, or RGB, into memory."""
-        return len(self.numbers) > 1 and not self.rgb
+        """More than one grey slice goes into an OME-Zarr store (and one, into the store that shows
+        its stack, :attr:`DenoiseRequest.update_store`); one slice, or RGB, into memory."""
+        return (len(self.numbers) > 1 or self.request.update_store) and not self.rgb
 
     def memory_shapes(self) -> dict[str, tuple[int, ...]]:
         """Output name -> shape of its in-memory array (an RGB source's maps have no channel axis)."""
@@ -157,6 +166,9 @@ def plan_run(request: DenoiseRequest, note: Callable[[str], object] = lambda mes
     data = full_resolution(layer)
     if layer.multiscale:
         note(f"{layer.name!r} is multiscale; denoising its full-resolution level")
+    dropped = dropped_scale_note(layer)
+    if dropped:
+        note(dropped)
     rgb = bool(layer.rgb)
     check_data(data, rgb)
     if not request.on_cluster:  # on a cluster the device is chosen on each worker
@@ -188,22 +200,53 @@ def store_path(request: DenoiseRequest) -> Path:
     return as_store_path(request.output if request.output is not None else default_output(request.layer)[0])
 
 
-def prepare_store_run(plan: RunPlan, ask: Callable[[Path], str]):
+def store_owner(path: Path, volume) -> str | None:
+    """Whose results the existing output store at ``path`` holds, when not those of ``volume``: None
+    for a store made from the same input (file, or layer name; same shape and dtype), else that input
+    (a file path or ``"napari layer 'NAME'"``). ValueError for a folder that is no output of ours
+    (the widget never offers to delete it)."""
+    from ..io.store import open_store
+    from ..pipeline.provenance import input_name
+
+    try:
+        params = open_store(path, writable=False).meta.get("parameters", {})
+    except ValueError:
+        raise ValueError(f"the output {str(path)!r} exists and is not a napari-scoredvi results folder; pick "
+                         "another output path (nothing was changed)") from None
+    own = {"input": input_name(volume), "input_shape": [int(s) for s in volume.array.shape],
+           "input_dtype": str(volume.array.dtype)}
+    if all(params.get(key) == value for key, value in own.items()):
+        return None
+    return str(params.get("input") or "another image")
+
+
+def prepare_store_run(plan: RunPlan, ask: Callable[[Path, str | None], str]):
     """Open the output store of a stack run (:func:`..pipeline.run.prepare_run`) for the slices of
-    ``plan``; where the store exists, ``ask(path)`` says ``"resume"``, ``"replace"`` or ``"cancel"``.
-    Returns the :class:`..pipeline.run.StackRun`, or None when cancelled (nothing touched). Raises
-    ValueError or OSError (e.g. a resume with other settings, a store that another run holds), worded
-    for the widget's user."""
+    ``plan``. Where the store exists, ``ask(path, owner)`` says ``"resume"``, ``"replace"`` or
+    ``"cancel"``; ``owner`` (:func:`store_owner`) is None for a store of this layer, else the input
+    whose results it holds, which are never resumed (only replaced: deleted). A run that updates the
+    store showing its stack (:attr:`DenoiseRequest.update_store`) resumes it without asking. Returns
+    the :class:`..pipeline.run.StackRun`, or None when cancelled (nothing touched). Raises ValueError
+    or OSError (e.g. a resume with other settings, a store that another run holds), worded for the
+    widget's user."""
     from ..io.store import store_exists
     from ..pipeline.run import prepare_run
 
-    out = store_path(plan.request)
-    choice = ask(out) if store_exists(out) else None
-    if choice == "cancel":
-        return None
-    volume = layer_volume(plan.request.layer, plan.data)
+    request = plan.request
+    out = store_path(request)
+    volume = layer_volume(request.layer, plan.data)
+    choice = None
+    if store_exists(out):
+        owner = store_owner(out, volume)
+        choice = "resume" if request.update_store and owner is None else ask(out, owner)
+        if choice == "cancel":
+            return None
+        if choice == "resume" and owner is not None:
+            raise ValueError(f"{str(out)!r} holds the results of {owner}; they cannot be resumed for "
+                             f"{request.layer.name!r}: replace them or pick another output path")
     try:
-        return prepare_run(volume, out, plan.request.settings, posterior_std=plan.request.posterior_std,
+        return prepare_run(volume, out, request.settings, posterior_std=request.posterior_std,
                            resume=choice == "resume", overwrite=choice == "replace", numbers=plan.numbers)
     except ArgumentRemedy as exc:
-        raise exc.reworded(widget_words) from exc
+        words = UPDATE_WORDS if request.update_store else WIDGET_WORDS
+        raise exc.reworded(lambda arg: words.get(arg.name, str(arg))) from exc

@@ -9,6 +9,7 @@ Its life: ``created`` -> ``running`` -> ``complete`` | ``partial`` (some slices 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -25,11 +26,17 @@ RECORDED_INFO = ("lam", "noise_std", "diverged", "drifted", "retries", "warm_sta
                  "noise_correlated", "noise_lag1", "posterior_scale", "prior_set", "stabilised")
 
 
+def input_name(vol: Volume) -> str:
+    """The input as a store records it: its file (resolved path), or ``"napari layer 'NAME'"``."""
+    if vol.source:
+        return str(Path(vol.source).resolve())
+    return f"napari layer {vol.name!r}" if vol.name else ""
+
+
 def run_parameters(job: SliceJob, vol: Volume) -> dict:
     """What must match for a resumed run to continue an earlier one."""
     s = job.settings
-    named = f"napari layer {vol.name!r}" if vol.name else ""
-    params = {"input": job.input_path or named, "input_shape": list(vol.array.shape),
+    params = {"input": job.input_path or input_name(vol), "input_shape": list(vol.array.shape),
               "input_dtype": str(vol.array.dtype), "axes": job.axes, "channel_axis": job.channel_axis,
               "preset": s.preset.as_dict(), "seed": s.seed, "lam": s.lam, "outputs": list(job.outputs),
               "warm_start": s.warm_starts}
