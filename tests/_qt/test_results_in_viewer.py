@@ -32,7 +32,10 @@ def test_a_results_folder_reopens_whole(make_napari_viewer, tmp_path, posterior_
     from napari.plugins import _npe2
 
     # what napari's "Choose reader" dialog lists for the folder (File > Open Folder...)
-    assert _npe2.get_readers(out).get("napari-scoredvi") == "ScoreDVI"
+    readers = _npe2.get_readers(out)
+    assert readers.get("napari-scoredvi") == "napari-scoredvi"
+    # the dialog selects the first by name: not ours, which napari also lists for folders that are no results
+    assert sorted(readers.values())[0] != "napari-scoredvi"
     added = viewer.open(out, plugin="napari-scoredvi")
     names = ["denoised (cells)", "noise variance [ADU²] (cells)"] + (["posterior std [ADU] (cells)"] * posterior_std)
     assert [layer.name for layer in added] == [layer.name for layer in viewer.layers] == names

@@ -311,7 +311,9 @@ class ScoreDVIWidget(DenoiseForm):
         note = f"; {end.noise_note}" if end.noise_note else ""
         self._status.value = self._with_coverage(run.progress.status() + note)
         where = f" into {str(run.store.path)!r}" if run.store is not None else ""
-        show_info(f"ScoreDVI: denoised {done} slice(s) of {run.source.name!r}{where}{note}")
+        now = done - run.progress.slices_before  # by this run (those done before were said at its start)
+        if now:
+            show_info(f"ScoreDVI: denoised {now} slice(s) of {run.source.name!r}{where}{note}")
 
     def _on_errored(self, exc: Exception) -> None:
         if not self._closed:
