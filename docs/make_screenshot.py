@@ -1,7 +1,9 @@
-"""Make docs/images/napari-widget.png: the docked widget beside the noisy slice, its denoised
-version and its noise-variance map with its colour bar, side by side (napari's grid mode, each
-panel labelled with its layer's name), on the plugin's sample stack: the widget's default scope,
-the current 2D slice, with the ``fast`` preset.
+"""Make docs/images/napari-widget.png: the docked widget after a run on a 2-channel stack (two synthetic
+noisy fluorescence channels, green and magenta, additively blended, as napari opens a 2-channel
+image), in napari's grid mode with two layers per panel: the noisy channels, their denoised
+versions (in the channels' own colours), and the first channel's noise-variance map, selected, with
+its labelled colour bar. Each channel's current 2D slice (the widget's default scope) is denoised
+with the ``fast`` preset, from the widget, as a user would.
 
 The canvas needs OpenGL on an X display; headless, run it under Xvfb with Qt's xcb platform
 (Debian 12: ``apt-get install xvfb libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
@@ -34,10 +36,12 @@ def main() -> None:
 
     settings_dir = tempfile.TemporaryDirectory()
     os.environ["NAPARI_CONFIG"] = str(Path(settings_dir.name) / "settings.yaml")  # read when napari loads
+    import numpy as np
     from napari.settings import get_settings
     from qtpy.QtWidgets import QApplication
 
     import napari
+    from napari_scoredvi.io.synthetic import noisy_fluorescence_stack
     from napari_scoredvi.napari.layers import source_layer_name
 
     def settle(n: int = 20) -> None:
@@ -47,34 +51,36 @@ def main() -> None:
 
     get_settings().application.gui_notification_level = "error"  # no toasts, e.g. napari's PyQt5 notice
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1600, 700)
-    viewer.open_sample("napari-scoredvi", "noisy_stack")
-    viewer.layers.remove("clean ground truth")  # hidden anyway; it would take a grid cell
-    source = viewer.layers["noisy fluorescence stack"]
-    # side by side, as a user would set it before Run (the grid button below the layer list)
-    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
-    grid.enabled, grid.shape = True, (1, 3)
+    viewer.window.resize(1700, 720)
+    channels = np.stack([noisy_fluorescence_stack(5, (256, 256), seed=s)[0] for s in (0, 7)])
+    sources = viewer.add_image(channels, channel_axis=0, name=["channel 1", "channel 2"],
+                               colormap=["green", "magenta"])
+    viewer.dims.set_point(0, 2)
     _, widget = viewer.window.add_plugin_dock_widget("napari-scoredvi", "ScoreDVI denoise")
     widget._preset_box.value = args.preset  # scope: the current 2D slice (the default)
     t0 = time.monotonic()
-    widget.run()
-    while widget.worker is not None and time.monotonic() - t0 < 1200:
-        QApplication.processEvents()
-        time.sleep(0.05)
+    for source in sources:  # as a user does: select the channel, press Run
+        viewer.layers.selection.active = source
+        widget.run()
+        while widget.worker is not None and time.monotonic() - t0 < 1200:
+            QApplication.processEvents()
+            time.sleep(0.05)
     seconds = time.monotonic() - t0
-    names = [source.name] + [source_layer_name(source, out) for out in ("denoised", "noise_variance")]
-    # grid cells are filled from the bottom of the layer list: noisy, denoised, noise variance
-    for i, name in enumerate(names):
+    # grid cells are filled from the bottom of the layer list, two layers each: the noisy channels,
+    # the denoised channels, the first channel's noise variance (shown) with the second's (hidden)
+    order = [s.name for s in sources] + [source_layer_name(s, "denoised") for s in sources] + [
+        source_layer_name(s, "noise_variance") for s in sources]
+    for i, name in enumerate(order):
         viewer.layers.move(viewer.layers.index(viewer.layers[name]), i)
-    for name in names:
-        layer = viewer.layers[name]
-        layer.blending = "translucent"  # each cell of the grid shows one layer on its own
-        overlay = getattr(layer, "name_overlay", None)  # each panel labelled with its layer's name (napari 0.6+)
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
+    grid.enabled, grid.shape, grid.stride = True, (1, 3), 2
+    for name in order[:3:2]:  # one name per panel; the map's is its colour bar's label (the widget's)
+        overlay = getattr(viewer.layers[name], "name_overlay", None)  # napari 0.6+
         if overlay is not None:
             overlay.visible, overlay.font_size = True, 9
-    colorbar = viewer.layers[names[2]].colorbar  # shown by the widget; below the panel's label here
-    colorbar.position, colorbar.size = "bottom_right", (18, 180)
-    viewer.layers.selection.active = source
+    variance = viewer.layers[order[4]]
+    variance.visible = True  # the user shows the map and selects it: its colour bar appears, labelled
+    viewer.layers.selection.active = variance
     viewer.reset_view()
     settle()
     if viewer.screenshot(canvas_only=True)[..., :3].max() == 0:
