@@ -60,6 +60,18 @@ figures and the header's fields), both overwritten by each run that ends without
     image), and on the 5 slices of the napari sample stack: measured / known gain and read noise.
     Defaults: ``--size 256 --seeds 8``; ``--plots docs/images`` also writes
     calibration-sample.png. Writes ``calibration.json``, ``calibration.log``.
+``python -m benchmarks gpu``
+    The GPU check (issue 39; ``bash benchmarks/gpu_check.sh`` on a GPU machine, which finds or installs
+    torch first): the machine (nvidia-smi, CPU cores, torch, CUDA and cuDNN versions), the CUDA tests
+    (``pytest -k cuda`` on the files that exercise CUDA), then each preset on 512x512 and 2048x2048
+    synthetic slices and a 32-slice 512x512 stack through the stack loop on the GPU: seconds, seconds
+    per slice, PSNR against the truth, peak GPU memory, and against the CPU at the same seed (the whole
+    input, else the largest centre crop that fits ``--ref-seconds``): PSNR of one against the other
+    and the difference of their PSNRs; with the targets' PASS/FAIL. Within ``--budget 420`` seconds
+    (runs projected past their share are stopped and reported as projections). Defaults: ``--device
+    cuda --presets fast balanced variational --sizes 512 2048 --stack 32 --stack-size 512 --repeat 3
+    --row-seconds 90 --ref-seconds 30``; ``--device cpu --smoke --threads 1`` for a CPU smoke run (tiny
+    sizes, seconds). Writes ``gpu.json``, ``gpu.log``.
 
 Configuration strings (``--presets``, ``--configs``, ...) are a preset with optional overrides of its
 fields, e.g. ``balanced:ensemble=4``, ``fast:stabilise=False``, ``fast:final_pass=False``,
@@ -72,12 +84,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import calibration, fidelity, quality, speed, variational
+from . import calibration, fidelity, gpu_check, quality, speed, variational
 from .common import RESULTS
 from .sets import DATA
 
 SUBCOMMANDS = {"quality": quality, "fidelity": fidelity, "speed": speed, "variational": variational,
-               "calibration": calibration}
+               "calibration": calibration, "gpu": gpu_check}
 
 
 def parser() -> argparse.ArgumentParser:
