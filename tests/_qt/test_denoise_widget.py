@@ -195,7 +195,8 @@ def test_run_2d_adds_layers_with_geometry(viewer_model, qtbot, notes):
         assert out.metadata["scoredvi"]["preset"]["name"] == "fast"
     assert den.data.any() and (var.data > 0).all()
     assert var.colormap.name == "magma"
-    assert [ly.name for ly in viewer.layers] == ["cells", "noise variance [ADU²] (cells)", "denoised (cells)"]
+    # the maps above the denoised layer: shown with their eye, they are seen on top of it
+    assert [ly.name for ly in viewer.layers] == ["cells", "denoised (cells)", "noise variance [ADU²] (cells)"]
     assert w._layer_box.value is src  # the outputs are never proposed as the next input
     viewer.layers.selection.active = den
     assert w._layer_box.value is src

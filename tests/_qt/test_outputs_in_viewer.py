@@ -50,8 +50,8 @@ def test_outputs_explain_themselves_in_grid_mode(make_napari_viewer, qtbot, note
     qtbot.waitUntil(lambda: w.worker is None, timeout=TIMEOUT)
     assert not notes["error"], notes["error"]
     # what each output is comes first: still told apart when the layer list cuts the names short
-    assert [ly.name for ly in viewer.layers] == ["clean ground truth", SAMPLE, f"posterior std [ADU] ({SAMPLE})",
-                                                 f"noise variance [ADU²] ({SAMPLE})", f"denoised ({SAMPLE})"]
+    assert [ly.name for ly in viewer.layers] == ["clean ground truth", SAMPLE, f"denoised ({SAMPLE})",
+                                                 f"noise variance [ADU²] ({SAMPLE})", f"posterior std [ADU] ({SAMPLE})"]
     den = viewer.layers[f"denoised ({SAMPLE})"]
     var = viewer.layers[f"noise variance [ADU²] ({SAMPLE})"]
     std = viewer.layers[f"posterior std [ADU] ({SAMPLE})"]

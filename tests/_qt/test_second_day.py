@@ -330,3 +330,59 @@ def test_the_docs_menu_paths_are_napari_s(make_napari_viewer):
     wrong = sorted(" ".join(m.split()) for m in written if " ".join(m.split()) not in shown
                    and not any(p.startswith(" ".join(m.split()) + " > ") for p in shown))
     assert not wrong, (wrong, sorted(p for p in shown if "scoredvi" in p.lower()))
+
+
+# -- found by a cold try of the journeys ---------------------------------------------------------------
+def test_a_cancel_before_any_slice_leaves_no_blank_layers_and_late_events_keep_the_end(make_napari_viewer, qtbot,
+                                                                                        notes):
+    from napari_scoredvi.pipeline.events import SliceDone
+
+    viewer = make_napari_viewer()
+    src = viewer.add_image(_stack(1, (256, 256))[0], name="frame")
+    w = _dock(viewer)
+    w.run(DenoiseRequest(src, DenoiseSettings("balanced", "cpu")))
+    w.cancel()
+    _wait(qtbot, w)
+    assert [layer.name for layer in viewer.layers] == ["frame"]  # the run's blank layers are taken away
+    assert w._status.value == "cancelled: no slice was finished"
+    w.run(DenoiseRequest(src, FAST))
+    _wait(qtbot, w)
+    end = w._status.value
+    w._on_yielded(SliceDone(0, (), 1, 1))  # an event delivered after the run's end
+    assert w._status.value == end
+
+
+def test_a_shown_map_is_seen_on_top_and_the_status_says_whose_run_it_was(make_napari_viewer, qtbot, notes, tmp_path):
+    viewer = make_napari_viewer()
+    a = viewer.add_image(_stack(2), name="a")
+    b = viewer.add_image(_stack(2, seed=3), name="b")
+    w = _dock(viewer)
+    viewer.layers.selection.active = a
+    _run_form(qtbot, w)
+    names = [layer.name for layer in viewer.layers]
+    assert names.index("noise variance [ADU²] (a)") > names.index("denoised (a)") > names.index("a")
+    done = w._status.value
+    viewer.layers.selection.active = b
+    assert w._status.value == f"ready; the last run, on 'a': {done}" and w._progress.value == 0
+    # a typed output path: the note about the temporary folder goes
+    w._scope_box.value = SCOPE_ALL
+    assert "temporary folder" in w._output_note.value
+    w._output_box.value = tmp_path / "b-results.zarr"
+    assert w._output_note.value == ""
+
+
+def test_an_imagej_tiff_opened_without_its_pixel_sizes_gets_a_note(make_napari_viewer, qtbot, notes, tmp_path):
+    import tifffile
+
+    path = tmp_path / "zstack.tif"
+    tifffile.imwrite(path, _stack(3), imagej=True, resolution=(1 / 0.3, 1 / 0.3),
+                     metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
+    viewer = make_napari_viewer()
+    src = viewer.open(str(path), plugin="napari")[0]
+    assert tuple(src.scale) == (1.0, 1.0, 1.0)
+    w = _dock(viewer)
+    w.run(DenoiseRequest(src, FAST, SCOPE_ALL, output=tmp_path / "out.zarr"))
+    _wait(qtbot, w)
+    assert not notes["error"], notes["error"]
+    dropped = [m for m in notes["info"] if "shows no pixel sizes" in m]
+    assert len(dropped) == 1 and "z 2 micrometer" in dropped[0] and "layer.scale" in dropped[0], notes["info"]

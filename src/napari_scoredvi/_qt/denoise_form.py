@@ -73,8 +73,9 @@ class DenoiseForm(Container):
         self._first_box = SpinBox(label="from slice", value=0, min=0, max=100000, visible=False)
         self._last_box = SpinBox(label="to slice", value=0, min=0, max=100000, visible=False)
         self._output_box = FileEdit(label="output", mode="w", filter="*.zarr", visible=False,
-                                    tooltip="OME-Zarr folder for the outputs of a stack (empty: beside the input "
-                                            "file, or a temporary folder); a path typed here is for this image only")
+                                    tooltip="the OME-Zarr folder a stack's outputs are written to: filled in beside "
+                                            "the input file (or a temporary folder, as the line below then says); "
+                                            "a path typed here is for this image only")
         self._output_note = Label(value="", visible=False)
         run_on = memory.get("run_on")
         self._run_on_box = ComboBox(label="run on", choices=list(RUN_CHOICES),
@@ -105,6 +106,7 @@ class DenoiseForm(Container):
         self._scope_box.changed.connect(self._show_scope)
         self._run_on_box.changed.connect(self._show_scope)
         self._layer_box.changed.connect(self._layer_changed)
+        self._output_box.changed.connect(self._output_typed)
         # keep the layer list current (also when not docked) and follow the active layer
         napari_viewer.layers.events.inserted.connect(self.refresh_layers)
         napari_viewer.layers.selection.events.active.connect(self._follow_active)
@@ -218,6 +220,12 @@ class DenoiseForm(Container):
         self._label_range()
         if self._scope_box.value != SCOPE_SLICE:
             self._suggest_output()
+
+    def _output_typed(self, event=None) -> None:
+        """The temporary-folder note is for the filled-in default only: gone once a path is typed."""
+        if self._output_box.line_edit.value.strip() != (self._output_auto or ""):
+            self._output_note.visible = False
+            self._output_note.value = ""
 
     def _suggest_output(self) -> None:
         """Fill the output box with the chosen layer's default, unless the user typed a path for it."""

@@ -79,10 +79,12 @@ class ScoreDVIWidget(DenoiseForm):
         self._status = Label(value="")
         wrap_label(self._status)  # a long status never widens the dock
         self._run_button.tooltip = "denoise the chosen image (scope) with the preset"
-        self._cancel_button.tooltip = "stop within a second or so; finished slices are kept"
-        self._progress.tooltip = "the run's share of work done (in thousandths)"
+        self._cancel_button.tooltip = "stop within about 2 s; finished slices are kept"
+        self._progress.tooltip = "the share of the run's work done (prior passes or fit steps)"
         self._status.tooltip = "the state of the last action"
         self._noted: set[tuple[int, str]] = set()  # (id(layer), note) already shown: one note per layer
+        self._end_text: str | None = None  # the status line said at the end of the last run
+        self._new_layers: list = []  # the output layers the last run added (not reused)
         self.extend([self._run_button, self._cancel_button, self._progress, self._status])
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
@@ -106,6 +108,7 @@ class ScoreDVIWidget(DenoiseForm):
         if self.worker is not None:
             show_warning("ScoreDVI is already running; press Cancel first")
             return
+        self._new_layers = []
         try:
             request = self.request() if request is None else request
             request = self._into_shown_store(request)
@@ -171,8 +174,8 @@ class ScoreDVIWidget(DenoiseForm):
             self._not_started(str(exc))
             return
         if run is None:
-            self._status.value = "not started: the output exists and was kept (pick another output path, or Run " \
-                                 "again and choose Replace)"
+            self._status.value = "not started: the output exists and was kept (Run again to resume or replace it, " \
+                                 "or pick another output path)"
             self._progress.value = 0
             return
         if not run.todo:
@@ -195,6 +198,7 @@ class ScoreDVIWidget(DenoiseForm):
                computed=None) -> None:
         request, total = plan.request, len(plan.numbers)
         self._hide_other_outputs(request.layer, layers)
+        self._order_outputs(request.layer)
         self.viewer.layers.selection.active = request.layer  # the source stays active, not the last output
         self._layer_box.value = request.layer
         if self._added and grid_enabled(self.viewer):
@@ -203,6 +207,7 @@ class ScoreDVIWidget(DenoiseForm):
         progress = RunProgress(total, total - len(todo), planned_fits(todo, request.settings))
         axes = lead_axes(request.layer, len(plan.grid.grid_axes))
         self.active = ActiveRun(request.layer, layers, outputs, progress, store, computed=computed, axes=axes)
+        self._end_text = None
         self._progress.value = 0
         before = progress.slices_before
         self._status.value = f"running on {len(todo)} slice(s)" + (f" ({before} done before)" if before else "")
@@ -234,10 +239,20 @@ class ScoreDVIWidget(DenoiseForm):
             self.viewer.layers.remove(kwargs["name"])
         layer = self.viewer.add_image(data, **kwargs, metadata={"scoredvi": metadata}, **extra)
         self._added = True
-        src_pos, out_pos = list(self.viewer.layers).index(source), list(self.viewer.layers).index(layer)
-        if out_pos != src_pos + 1:
-            self.viewer.layers.move(out_pos, src_pos + 1)
+        self._new_layers.append(layer)
         return layer
+
+    def _order_outputs(self, source) -> None:
+        """The source's outputs just above it in the layer list: denoised first, the maps above it (so a
+        map shown with its eye is seen on top of the denoised image)."""
+        at = list(self.viewer.layers).index(source) + 1
+        for name in OUTPUT_LAYERS:
+            layer_name = source_layer_name(source, name)
+            if layer_name in self.viewer.layers:
+                position = list(self.viewer.layers).index(self.viewer.layers[layer_name])
+                if position != at:  # from below the source it lands just above it too
+                    self.viewer.layers.move(position, at)
+                at = list(self.viewer.layers).index(self.viewer.layers[layer_name]) + 1
 
     def _memory_layer(self, source, name: str, shape, rgb: bool, lead: int, metadata: dict) -> tuple:
         """An in-memory output layer, reused (and its array) if it already has this shape; a new one is
@@ -281,6 +296,14 @@ class ScoreDVIWidget(DenoiseForm):
     def _selection_changed(self, event=None) -> None:
         show_selected_colorbar(self.viewer)
 
+    def _layer_changed(self, event=None) -> None:
+        super()._layer_changed(event)
+        run, end = getattr(self, "active", None), getattr(self, "_end_text", None)  # None while the form is made
+        if run is not None and end and not self.running and self._layer_box.value != run.source:
+            # the bar and the status line spoke of the last run, on another layer: say whose
+            self._progress.value = 0
+            self._status.value = f"ready; the last run, on {run.source.name!r}: {end}"
+
     # -- worker callbacks (main thread) -----------------------------------------------------
     def _on_yielded(self, event) -> None:
         if self._closed:
@@ -293,7 +316,13 @@ class ScoreDVIWidget(DenoiseForm):
             self.active.slice_done(event, shown=lambda layer: layer in self.viewer.layers)
         else:
             return
-        self._status.value = progress.status()
+        if self._end_text is None:  # a late event (delivered after the run's end) keeps the end's words
+            self._status.value = progress.status()
+
+    def _say_end(self, text: str) -> None:
+        """The status line at the end of a run (said again when the worker finishes)."""
+        self._end_text = text
+        self._status.value = text
 
     def _on_returned(self, end: RunEnd) -> None:
         if self._closed:
@@ -302,14 +331,14 @@ class ScoreDVIWidget(DenoiseForm):
         done, total = run.progress.slices_done, run.progress.slices_total
         if end.error:
             show_error(f"ScoreDVI: {end.error} ({done} slice(s) finished before)")
-            self._status.value = self._with_coverage(f"failed: {done}/{total} slice(s) done")
+            self._say_end(self._with_coverage(f"failed: {done}/{total} slice(s) done"))
             return
         if self.worker is not None and self.worker.abort_requested:
             return  # _on_aborted says it
         run.finished(end)
         self._show_fraction(1.0)
         note = f"; {end.noise_note}" if end.noise_note else ""
-        self._status.value = self._with_coverage(run.progress.status() + note)
+        self._say_end(self._with_coverage(run.progress.status() + note))
         where = f" into {str(run.store.path)!r}" if run.store is not None else ""
         now = done - run.progress.slices_before  # by this run (those done before were said at its start)
         if now:
@@ -318,7 +347,7 @@ class ScoreDVIWidget(DenoiseForm):
     def _on_errored(self, exc: Exception) -> None:
         if not self._closed:
             show_error(f"ScoreDVI failed: {exc}")
-            self._status.value = self._with_coverage(f"failed: {exc}")
+            self._say_end(self._with_coverage(f"failed: {exc}"))
 
     def _on_aborted(self) -> None:
         if self._closed:
@@ -332,7 +361,9 @@ class ScoreDVIWidget(DenoiseForm):
             where = " on disk: Run again to resume" if self.active.store is not None else ""
             told = f"{done} of {total} slice{'s' if total != 1 else ''} done (kept{where})"
         show_info(f"ScoreDVI cancelled: {told}")
-        self._status.value = self._with_coverage(f"cancelled: {told}")
+        if now == 0:
+            self._remove_unfilled()
+        self._say_end(self._with_coverage(f"cancelled: {told}"))
 
     def _with_coverage(self, text: str) -> str:
         """``text`` and which slices of the outputs hold results, when not all of them do."""
@@ -354,6 +385,20 @@ class ScoreDVIWidget(DenoiseForm):
             return
         self._run_button.enabled = True
         self._cancel_button.enabled = False
+        if self._end_text is not None:
+            self._status.value = self._end_text
+
+    def _remove_unfilled(self) -> None:
+        """A run into memory that ended before any slice was written takes away the layers it added
+        (blank): nothing the user had."""
+        run = self.active
+        if run.store is not None or not self._new_layers:
+            return
+        for layer in self._new_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        run.computed = None
+        self._new_layers = []
 
     # -- closing -----------------------------------------------------------------------------
     def _layer_removed(self, event=None) -> None:

@@ -79,12 +79,13 @@ def default_output(layer) -> tuple[Path, bool]:
 
 
 def dropped_scale_note(layer) -> str:
-    """A note when a layer shows no pixel sizes but the Zarr folder it was opened from has them (napari's
-    builtin reader drops OME-Zarr's): the results on disk keep the file's; ``""`` otherwise."""
+    """A note when a layer shows no pixel sizes but the file it was opened from has them (napari's
+    builtin reader drops OME-Zarr's and ImageJ TIFF's): the results on disk keep the file's; ``""``
+    otherwise."""
     from ..io.read import open_volume
 
     path = source_path(layer)
-    if not path or not Path(path).is_dir() or not np.allclose(np.asarray(layer.scale, float), 1.0):
+    if not path or not Path(path).exists() or not np.allclose(np.asarray(layer.scale, float), 1.0):
         return ""
     try:
         vol = open_volume(path)
@@ -94,9 +95,13 @@ def dropped_scale_note(layer) -> str:
         return ""
     sizes = ", ".join(f"{a.lower()} {v:g}{' ' + vol.units[a] if a in vol.units else ''}"
                       for a, v in zip(vol.axes, vol.scale) if v != 1.0)
-    return (f"{layer.name!r} shows no pixel sizes, but its file has them ({sizes}): napari's builtin reader drops "
-            "them. The results on disk keep the file's; to see the image and its results at their size, open the "
-            "file with napari-ome-zarr (File > Open Folder..., then choose napari-ome-zarr)")
+    if Path(path).is_dir():
+        fix = "open the folder with napari-ome-zarr (File > Open Folder..., then choose napari-ome-zarr)"
+    else:
+        fix = "set the layer's scale (e.g. layer.scale in napari's console) or open it with a reader that keeps them"
+    return (f"{layer.name!r} shows no pixel sizes, but its file has them ({sizes}): the reader that opened it "
+            f"dropped them. The results on disk keep the file's; to see the image and its results at their size, "
+            f"{fix}")
 
 
 def layer_volume(layer, data=None):

@@ -142,9 +142,11 @@ def slice_numbers(grid: SliceGrid, scope: str, first: int = 0, last: int = 0,
         return list(range(grid.count))
     if scope == SCOPE_RANGE:
         n0 = grid.grid_shape[0]
+        if first > last:
+            raise ValueError(f"the range starts after it ends ({first} > {last}); set its 'from' at or below its 'to'")
         if not (0 <= first <= last < n0):
             raise ValueError(f"slice range {first}-{last} is outside the stack's first axis "
-                             f"(0-{n0 - 1}); set 'from slice' <= 'to slice' inside it")
+                             f"(0-{n0 - 1}); set the range's 'from' and 'to' inside it")
         inner = grid.count // n0
         return list(range(first * inner, (last + 1) * inner))
     position = (tuple(shown) + (0,) * len(grid.grid_axes))[: len(grid.grid_axes)]

@@ -9,6 +9,6 @@ def make_sample_data() -> list[tuple]:
     """Two image layers: the clean float32 ground truth (hidden) and, on top, the noisy uint16 stack (5 x 256 x 256)."""
     noisy, clean = noisy_fluorescence_stack(n_slices=5, shape=(256, 256), seed=0)
     return [
-        (clean, {"name": "clean ground truth", "visible": False}, "image"),
-        (noisy, {"name": "noisy fluorescence stack"}, "image"),
+        (clean, {"name": "clean ground truth", "visible": False, "axis_labels": ("z", "y", "x")}, "image"),
+        (noisy, {"name": "noisy fluorescence stack", "axis_labels": ("z", "y", "x")}, "image"),
     ]
