@@ -73,6 +73,23 @@ figures and the header's fields), both overwritten by each run that ends without
     --row-seconds 90 --ref-seconds 30``; ``--device cpu --smoke --threads 1`` for a CPU smoke run (tiny
     sizes, seconds). Writes ``gpu.json``, ``gpu.log``.
 
+``python -m benchmarks stacks``
+    Stacks as stacks (issue 34): each slice denoised with its K neighbouring slices as context
+    (``--contexts``, default the engine's) against the same preset slice by slice, the naive 2.5D
+    baseline (neighbours registered by phase correlation, averaged, denoised slice by slice), the
+    registered mean of the window, BM4D with the best sigma searched on the truth (raw and after the
+    GAT, the better kept) and Noise2VST + FFDNet per slice (when installed), on real confocal frames
+    (``fmdd_frames``: static and with integer drift; the truth of a frame is the mean of the other
+    49), semi-synthetic z-stacks (anisotropic PSF, 1 to 3 slices per axial resolution), time-lapses
+    with motion, and unrelated neighbours (another field, shuffled slices), with the issue's targets'
+    PASS/FAIL (SKIP with the reason where a row is missing). Defaults: ``--sets fmdd zstack
+    timelapse unrelated --preset fast --crop 256 --frames 9 --windows 2 --size 128 --slices 11
+    --z-steps 1 2 3 --stacks 2 --timelapses 4 --threads 2``; ``--figures`` also writes
+    docs/images/stacks-before-after.png and stacks-unrelated-difference.png. Writes ``stacks.json``,
+    ``stacks.log``; BM4D and Noise2VST runs cached in ``stacks-cache-opponents.json`` (ours never).
+    Hours on a CPU; ``--sets zstack timelapse --limit 1 --size 48 --slices 7 --frames 7
+    --z-steps 2 --bm4d-search coarse --bm4d-domains gat --no-noise2vst`` for a smoke run.
+
 Configuration strings (``--presets``, ``--configs``, ...) are a preset with optional overrides of its
 fields, e.g. ``balanced:ensemble=4``, ``fast:stabilise=False``, ``fast:final_pass=False``,
 ``variational:iterations=150``.
@@ -84,12 +101,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import calibration, fidelity, gpu_check, quality, speed, variational
+from . import calibration, fidelity, gpu_check, quality, speed, stacks, variational
 from .common import RESULTS
 from .sets import DATA
 
 SUBCOMMANDS = {"quality": quality, "fidelity": fidelity, "speed": speed, "variational": variational,
-               "calibration": calibration, "gpu": gpu_check}
+               "calibration": calibration, "gpu": gpu_check, "stacks": stacks}
 
 
 def parser() -> argparse.ArgumentParser:
