@@ -190,3 +190,34 @@ def test_denoise_notes_spatially_correlated_noise(tmp_path, capsys, correlated):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert ("note: the noise of 2 slice(s) is spatially correlated (mean lag-1 0." in out) == correlated, out
+
+
+def test_context_is_recorded_and_checked(tmp_path, capsys):
+    import zarr
+
+    from napari_scoredvi.engine.settings import DEFAULT_CONTEXT
+
+    tifffile.imwrite(tmp_path / "tz.tif", _stack((2, 3, 32, 32)).astype(np.uint16), imagej=True,
+                     metadata={"axes": "TZYX"})
+
+    def params(out):
+        return zarr.open_group(str(out), mode="r").attrs["napari_scoredvi"]["parameters"]
+
+    assert main(["denoise", str(tmp_path / "tz.tif"), str(tmp_path / "a.zarr"), "--device", "cpu"]) == 0
+    assert params(tmp_path / "a.zarr")["context"] == DEFAULT_CONTEXT
+    assert params(tmp_path / "a.zarr")["context_axis"] == "Z"  # the default: the axis next to Y, X
+    assert main(["denoise", str(tmp_path / "tz.tif"), str(tmp_path / "b.zarr"), "--device", "cpu",
+                 "--context", "1", "--context-axis", "t"]) == 0
+    assert (params(tmp_path / "b.zarr")["context"], params(tmp_path / "b.zarr")["context_axis"]) == (1, "T")
+    assert main(["denoise", str(tmp_path / "tz.tif"), str(tmp_path / "c.zarr"), "--device", "cpu",
+                 "--context", "0"]) == 0
+    assert "context" not in params(tmp_path / "c.zarr")  # slice by slice, as stores made before context were
+    capsys.readouterr()
+    # a resume with another context: refused, saying what differs
+    assert main(["denoise", str(tmp_path / "tz.tif"), str(tmp_path / "b.zarr"), "--device", "cpu", "--resume"]) == 2
+    assert "different context" in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "tz.tif"), str(tmp_path / "d.zarr"), "--context-axis", "X"]) == 2
+    assert "the context axis must be one of the stack's axes T, Z" in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "tz.tif"), str(tmp_path / "e.zarr"), "--preset", "variational",
+                 "--context", "2"]) == 2
+    assert "--context and --context-axis apply to --preset fast and balanced" in capsys.readouterr().err

@@ -151,7 +151,7 @@ def test_no_warm_start_is_refused_for_a_preset_without_a_fit(tmp_path, capsys, p
                  "--no-warm-start"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == (f"napari-scoredvi: --no-warm-start applies to --preset variational only: {preset} "
-                           "denoises every slice on its own already; leave the option out"), err
+                           "fits nothing to start from; leave the option out"), err
     assert not (tmp_path / "out.zarr").exists()
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from ._version import __version__
 from .engine.devices import DEVICE_CHOICES
 from .engine.presets import DEFAULT_PRESET, PRESETS
+from .engine.settings import DEFAULT_CONTEXT, MAX_CONTEXT
 from .io.errors import Argument, ArgumentRemedy
 
 #: the option that sets each library argument an error or a note may name (:mod:`.io.errors`)
@@ -150,14 +151,21 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"{where}: {event.unit} {event.step}/{event.steps}")
 
     if args.no_warm_start and PRESETS[args.preset].kind != "variational":
-        print(f"napari-scoredvi: --no-warm-start applies to --preset variational only: {args.preset} denoises every "
-              "slice on its own already; leave the option out", file=sys.stderr)
+        print(f"napari-scoredvi: --no-warm-start applies to --preset variational only: {args.preset} fits nothing to "
+              "start from; leave the option out", file=sys.stderr)
         return 2
+    ensemble = PRESETS[args.preset].kind == "ensemble"
+    if not ensemble and (args.context or args.context_axis):
+        print(f"napari-scoredvi: --context and --context-axis apply to --preset fast and balanced: {args.preset} "
+              "denoises every slice on its own; leave them out", file=sys.stderr)
+        return 2
+    context = (DEFAULT_CONTEXT if args.context is None else args.context) if ensemble else 0
     try:
-        settings = DenoiseSettings(args.preset, args.device, args.seed, warm_start=not args.no_warm_start)
+        settings = DenoiseSettings(args.preset, args.device, args.seed, warm_start=not args.no_warm_start,
+                                   context=context)
         out = denoise_volume(args.input, args.output, settings, axes=args.axes, channel_axis=args.channel_axis,
                              posterior_std=args.posterior_std, resume=args.resume, overwrite=args.overwrite,
-                             scheduler=args.scheduler, progress=progress)
+                             scheduler=args.scheduler, progress=progress, context_axis=args.context_axis)
     except KeyboardInterrupt:
         print("\nnapari-scoredvi: stopped; the finished slices are kept in the output: run the same command "
               "with --resume to do the rest", file=sys.stderr)
@@ -213,8 +221,13 @@ def _add_denoise_parser(sub) -> None:
                    help="also write the per-pixel posterior standard deviation")
     d.add_argument("--no-warm-start", action="store_true",
                    help="--preset variational only: fit every slice from scratch instead of starting from the "
-                        "previous slice's fit (slower; for stacks whose neighbouring slices do not look alike). "
-                        "fast and balanced denoise every slice on its own")
+                        "previous slice's fit (slower; for stacks whose neighbouring slices do not look alike)")
+    d.add_argument("--context", type=int, choices=range(MAX_CONTEXT + 1), default=None, metavar="K",
+                   help=f"fast and balanced: denoise each slice with its K neighbouring slices on each side of the "
+                        f"stack (0 to {MAX_CONTEXT}; 0 = every slice on its own; default: {DEFAULT_CONTEXT})")
+    d.add_argument("--context-axis", metavar="LETTER",
+                   help="the axis the neighbours are taken along, e.g. Z or T of a TZYX time-lapse (default: the "
+                        "last axis before Y and X that is not the channel axis: Z of TZYX, T of TYX)")
     d.set_defaults(func=cmd_denoise)
 
 

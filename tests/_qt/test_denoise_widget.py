@@ -597,3 +597,26 @@ def test_removing_the_source_layer_stops_its_run(viewer_model, qtbot, notes, tmp
     assert any("was removed" in m for m in notes["info"]) and not notes["error"], notes
     flags = __import__("zarr").open_array(str(tmp_path / "removed.zarr" / "done"), mode="r")[:].tolist()
     assert 1 <= sum(flags) < LONG
+
+
+def test_a_current_slice_is_denoised_with_its_neighbours(viewer_model, qtbot, notes):
+    from napari_scoredvi.engine.settings import DEFAULT_CONTEXT
+
+    viewer = viewer_model
+    flat = viewer.add_image(noisy_fluorescence_stack(1, (32, 32), seed=2)[0][0], name="flat")
+    src = viewer.add_image(noisy_fluorescence_stack(4, (32, 32), seed=2)[0], name="stack")
+    w = _widget_for(viewer)
+    assert w._context_box.value == DEFAULT_CONTEXT and w.request().settings.context == DEFAULT_CONTEXT
+    w._layer_box.value = flat
+    assert not w._context_box.visible  # a 2D image has no neighbours
+    w._layer_box.value = src
+    w._preset_box.value = "variational"
+    assert not w._context_box.visible and w.request().settings.stack_context == 0  # the fit stays 2D
+    w._preset_box.value = "fast"
+    w._context_box.value = 1
+    viewer.dims.set_point(0, 2)  # the shown slice: neighbours on both sides
+    w.run(w.request())
+    _wait_done(qtbot, w)
+    assert not notes["error"], notes["error"]
+    meta = _out(viewer, "stack").metadata["scoredvi"]
+    assert meta["context"] == 1 and meta["info"]["context"] == 1 and len(meta["info"]["context_shifts"]) == 2

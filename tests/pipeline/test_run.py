@@ -75,9 +75,9 @@ def test_tiff_to_zarr_keeps_shape_axes_and_scale(tmp_path, stack, kind, capsys):
     assert meta["status"] == "complete" and meta["finished"] and meta["parameters"]["axes"] == "ZYX"
     assert [meta["slices"][str(k)]["slice"] for k in range(3)] == [{"Z": 0}, {"Z": 1}, {"Z": 2}]
     assert meta["parameters"]["preset"]["name"] == "fast"
-    # slice k is exactly `denoise` of that slice with seed + k: fast denoises every slice on its own
-    first = denoise(stack[0], seed=0, **ONE)
-    ref = denoise(stack[1], seed=1, **ONE)
+    # slice k is exactly `denoise` of that slice with seed + k and its neighbours (-1, +1, -2, +2)
+    first = denoise(stack[0], seed=0, neighbours=[None, stack[1], None, stack[2]], **ONE)
+    ref = denoise(stack[1], seed=1, neighbours=[stack[0], stack[2], None, None], **ONE)
     # each slice's photon transfer (its noise level function in input units) is in the provenance
     pt = meta["slices"]["0"]["photon_transfer"]
     assert len(pt) == 1 and pt[0] == pytest.approx(first.info.as_dict()["photon_transfer"][0])

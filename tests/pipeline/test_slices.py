@@ -102,8 +102,11 @@ def test_denoise_slices_into_arrays_and_close():
             next(gen)
     assert stop.value.value.written == [(1,), (2,)] and stop.value.value.failed is None
     assert all(den[i].any() for i in range(3)) and done.tolist() == [1, 1, 1]
-    np.testing.assert_array_equal(den[0], denoise(noisy[0], preset="fast", device="cpu", seed=0).denoised)
-    np.testing.assert_array_equal(den[2], denoise(noisy[2], preset="fast", device="cpu", seed=2).denoised)
+    # each slice is `denoise` of it with its seed and its neighbours (-1, +1, -2, +2; the default context, 2)
+    first = denoise(noisy[0], preset="fast", device="cpu", seed=0, neighbours=[None, noisy[1], None, noisy[2]])
+    last = denoise(noisy[2], preset="fast", device="cpu", seed=2, neighbours=[noisy[1], None, noisy[0], None])
+    np.testing.assert_array_equal(den[0], first.denoised)
+    np.testing.assert_array_equal(den[2], last.denoised)
 
 
 def test_closing_the_loop_mid_slice_stops_at_a_prior_pass():
@@ -147,3 +150,49 @@ def test_denoise_slices_reports_a_bad_slice_by_position():
     result = stop.value.value
     assert result.written == [(0, 0), (0, 1)]
     assert result.failed.number == 2 and result.failed.position == (1, 0) and "inf" in result.failed.message.lower()
+
+
+def test_a_slices_neighbours_along_the_stack():
+    from napari_scoredvi.pipeline.slices import context_numbers
+
+    z = SliceGrid.leading((5, 8, 8), 1)
+    assert context_numbers(z, 0, 2) == [None, 1, None, 2]  # the stack's start: one side only
+    assert context_numbers(z, 2, 2) == [1, 3, 0, 4] and context_numbers(z, 2, 0) == []
+    tz = SliceGrid.leading((2, 3, 8, 8), 2)  # T x Z: along z by default, or along t
+    assert context_numbers(tz, 3, 1) == [None, 4]
+    assert context_numbers(tz, 1, 1, axis=0) == [None, 4]
+    assert context_numbers(SliceGrid.leading((8, 8), 0), 0, 2) == []
+
+
+class _Counting:
+    """A stack that counts the reads of each slice."""
+
+    def __init__(self, array):
+        self.array, self.reads = array, {}
+        self.shape, self.ndim, self.dtype = array.shape, array.ndim, array.dtype
+
+    def __getitem__(self, idx):
+        self.reads[idx[0]] = self.reads.get(idx[0], 0) + 1
+        return self.array[idx]
+
+
+def test_context_reads_each_slice_once_and_a_range_equals_the_full_run():
+    noisy, _ = noisy_fluorescence_stack(6, (48, 48), seed=7)
+    grid = SliceGrid.leading(noisy.shape, 1)
+    settings = DenoiseSettings("fast", "cpu", context=2)
+
+    def run(numbers):
+        data = _Counting(noisy)
+        outputs = {"denoised": np.full(noisy.shape, np.nan, np.float32),
+                   "noise_variance": np.full(noisy.shape, np.nan, np.float32)}
+        gen = denoise_slices(data, grid, numbers, outputs, settings)
+        infos = [ev.info for ev in gen if isinstance(ev, SliceDone)]
+        return outputs, data.reads, infos
+
+    full, reads, infos = run(range(6))
+    assert reads == {k: 1 for k in range(6)}  # a window's slices are kept for the next: memory flat, no re-reads
+    assert [i.context for i in infos] == [2] * 6 and len(infos[0].context_shifts) == 2  # the ends: one side
+    part, reads, _ = run([2, 3])
+    assert sorted(reads) == [0, 1, 2, 3, 4, 5]  # the halo is read, not denoised
+    np.testing.assert_array_equal(part["denoised"][2:4], full["denoised"][2:4])
+    assert np.isnan(part["denoised"][[0, 1, 4, 5]]).all()

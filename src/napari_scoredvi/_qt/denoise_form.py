@@ -10,7 +10,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 
 from ..engine.devices import DEVICE_CHOICES, describe_device, resolve_device
 from ..engine.presets import DEFAULT_PRESET, PRESETS, get_preset
-from ..engine.settings import DenoiseSettings
+from ..engine.settings import DEFAULT_CONTEXT, MAX_CONTEXT, DenoiseSettings
 from ..napari import remembered
 from ..napari.layers import default_output, full_resolution, is_output, layer_key, lead_axes, shown_index
 from ..napari.request import (
@@ -26,7 +26,7 @@ from .sizing import compact_combobox, wrap_label
 
 TEMPORARY_NOTE = "temporary folder: deleted when napari closes; pick a folder to keep the results"
 #: shown instead of the fit's controls (warm starts, prior weight) for a preset without a fit
-NO_FIT_NOTE = "{preset} denoises every slice on its own: warm starts and the prior weight are for variational only"
+NO_FIT_NOTE = "{preset} fits nothing: warm starts and the prior weight are for variational only"
 #: what an index along a stack's first axis counts, by axis letter (the range's labels)
 AXIS_WORDS = {"Z": "z-slice", "T": "time point", "C": "channel"}
 
@@ -94,6 +94,11 @@ class DenoiseForm(Container):
         self._lam_box.native.setSpecialValueText("auto")  # shown at the minimum, 0, which means automatic
         self._fit_note = Label(value="")
         wrap_label(self._fit_note)
+        self._context_box = SpinBox(label="neighbours", value=DEFAULT_CONTEXT, min=0, max=MAX_CONTEXT,
+                                    tooltip="stacks: how many neighbouring slices on each side (along the stack's "
+                                            "last axis before Y, X: z, or t of a time-lapse) are read with each "
+                                            "slice; where they agree with it they lower its noise. 0 = every slice "
+                                            "on its own")
         self._std_box = CheckBox(text="add posterior std layer", value=False,
                                  tooltip="also a map of each pixel's uncertainty (posterior standard deviation, "
                                          "in the image's units); costs one more pass")
@@ -101,7 +106,8 @@ class DenoiseForm(Container):
         wrap_label(self._output_note)
         self.extend([self._layer_box, self._preset_box, self._device_box, self._device_label, self._scope_box,
                      self._first_box, self._last_box, self._output_box, self._output_note, self._run_on_box,
-                     self._scheduler_box, self._warm_box, self._lam_box, self._fit_note, self._std_box])
+                     self._scheduler_box, self._context_box, self._warm_box, self._lam_box, self._fit_note,
+                     self._std_box])
         self._preset_box.changed.connect(self._show_scope)
         self._scope_box.changed.connect(self._show_scope)
         self._run_on_box.changed.connect(self._show_scope)
@@ -132,7 +138,8 @@ class DenoiseForm(Container):
         # one slice has no neighbour to start from: no warm start, whatever the (hidden) box says
         settings = DenoiseSettings(preset, self._device_box.value, self.seed,
                                    float(self._lam_box.value) or None if fit else None,
-                                   bool(self._warm_box.value) and many if fit else True)
+                                   bool(self._warm_box.value) and many if fit else True,
+                                   context=0 if fit else int(self._context_box.value))
         return DenoiseRequest(layer, settings, self._scope_box.value, int(self._first_box.value),
                               int(self._last_box.value), Path(typed) if typed else None, self._run_on_box.value,
                               self._scheduler_box.value, bool(self._std_box.value), shown_index(self.viewer, layer))
@@ -166,12 +173,20 @@ class DenoiseForm(Container):
         # a single slice has no neighbour to start from: the warm-start choice concerns stacks only
         self._warm_box.visible = fit and many
         self._lam_box.visible = fit
+        self._context_box.visible = not fit and self._stack_layer()
         self._fit_note.value = "" if fit else NO_FIT_NOTE.format(preset=self._preset_box.value)
         self._fit_note.visible = not fit
         self._output_note.visible = many and bool(self._output_note.value)
         self._scheduler_box.visible = many and self._run_on_box.value == RUN_CLUSTER
         if many:
             self._suggest_output()
+
+    def _stack_layer(self) -> bool:
+        """Whether the chosen layer has slices besides Y, X (and RGB's colours): neighbours to read."""
+        layer = self._layer_box.value
+        if layer is None:
+            return False
+        return full_resolution(layer).ndim - 2 - bool(getattr(layer, "rgb", False)) > 0
 
     def _label_range(self) -> None:
         """Name what the range counts: the stack's first axis (``from z-slice``; ``from time point`` on
@@ -218,6 +233,7 @@ class DenoiseForm(Container):
         self._output_box.line_edit.value = self._typed_outputs.get(layer_key(layer), "") if layer is not None else ""
         self._output_auto = None
         self._label_range()
+        self._show_scope()
         if self._scope_box.value != SCOPE_SLICE:
             self._suggest_output()
 

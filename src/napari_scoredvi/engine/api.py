@@ -9,13 +9,14 @@ input's units.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import TypeVar
 
 import numpy as np
 import torch
 
 from .._version import __version__
+from .context import offsets, register
 from .devices import describe_device, resolve_device
 from .ensemble import denoise_ensemble
 from .host_memory import tune_allocator
@@ -24,7 +25,7 @@ from .normalise import fit_normalisation
 from .presets import DEFAULT_PRESET, Preset
 from .priors import load_priors
 from .result import Cancelled, DenoiseInfo, DenoiseResult, PhotonTransfer, WarmStart, WorkStep
-from .settings import DenoiseSettings
+from .settings import DEFAULT_CONTEXT, DenoiseSettings
 from .validate import as_channels_first
 from .variational import denoise_variational
 
@@ -75,6 +76,7 @@ def denoise_steps(
     posterior_std: bool = True,
     noise_model: NoiseModel | None = None,
     rgb: bool = False,
+    neighbours: Sequence | None = None,
 ) -> Generator[WorkStep, None, DenoiseResult]:
     """The work of :func:`denoise` as a generator: yields a :class:`WorkStep` after each prior pass (the
     prior ensemble) or Adam step (the variational fit), returns the :class:`DenoiseResult`.
@@ -84,7 +86,12 @@ def denoise_steps(
     result for a similar image (ignored unless made with the same preset, channel count, device and
     prior set). noise_model: a known noise model of the image in model units (e.g. a calibration),
     instead of the estimate. rgb: the channel axis holds the R, G, B of a colour image (see
-    :func:`choose_prior_set`). Closing the generator (or stopping to iterate it) stops the work. The
+    :func:`choose_prior_set`). neighbours: the image's neighbouring slices in its stack, like it
+    (same shape and channel axis), in :func:`.context.offsets` order after it (-1, +1, -2, +2, ...),
+    None where the stack has none; the first ``2 * settings.context`` are fused with the image where
+    they agree with it (:mod:`.context`; the prior ensemble with pixel-independent noise only:
+    otherwise ignored, and ``info.context`` is 0). Closing the generator (or stopping to iterate it)
+    stops the work. The
     first call tunes the process's memory allocator (:mod:`.host_memory`: fewer page faults, flat
     peak memory over many slices).
     """
@@ -109,10 +116,14 @@ def denoise_steps(
     priors = load_priors(dev, prior_set)
     state = None
     if cfg.kind == "ensemble":
-        out = yield from denoise_ensemble(y, cfg, priors, noise, dev, settings.seed, posterior_std)
+        window, shifts = _window(neighbours, settings, prior_set, norm, channel_axis, rgb, y, out_shape)
+        out = yield from denoise_ensemble(y, cfg, priors, noise, dev, settings.seed, posterior_std, window)
         priors = priors[: out.components]
+        used = max((abs(o) for o, n in zip(offsets(settings.context)[1:], window) if n is not None), default=0)
+        used = used if out.stabilised else 0  # correlated noise: no stabilised domain to fuse in
         method = {"stabilised": out.stabilised, "drift_ratio": out.drift_ratio, "drifted": out.drifted,
-                  "posterior_scale": out.posterior_scale}
+                  "posterior_scale": out.posterior_scale, "context": used, "context_shifts": shifts if used else (),
+                  "context_weight": round(out.agreement, 4) if used else 0.0}
     else:
         usable = warm_start is not None and warm_start.fits(cfg, int(y.shape[0]), str(dev), prior_set)
         out = yield from denoise_variational(y, cfg, priors, noise, dev, settings.seed, settings.lam,
@@ -149,6 +160,33 @@ def denoise_steps(
                          state)
 
 
+def _window(neighbours, settings: DenoiseSettings, prior_set: str, norm, channel_axis, rgb: bool, y: np.ndarray,
+            shape: tuple[int, ...]):
+    """The neighbours fused with the slice ``y`` (model units): each in model units by the slice's
+    normalisation and registered to it (:func:`.context.register`), None where missing; and their
+    shifts. Empty where no context applies (settings, prior set, no neighbour)."""
+    wanted = list(neighbours or [])[: 2 * settings.context]
+    if prior_set != "independent" or not any(n is not None for n in wanted):
+        return [], ()
+    window, shifts = [], []
+    for n in wanted:
+        if n is None:
+            window.append(None)
+            continue
+        if np.shape(n) != tuple(shape):
+            raise ValueError(f"a neighbouring slice has shape {np.shape(n)}, the slice {tuple(shape)}: the slices of "
+                             "a stack must all have the same shape")
+        try:
+            plane = as_channels_first(n, channel_axis, rgb)
+        except (ValueError, TypeError):  # a bad neighbour (NaN, ...) is no context; it fails on its own turn
+            window.append(None)
+            continue
+        moved, shift = register(norm.to_model(plane), y)
+        window.append(moved)
+        shifts.append(shift)
+    return window, tuple(shifts)
+
+
 def denoise(
     image,
     channel_axis: int | None = None,
@@ -160,6 +198,8 @@ def denoise(
     warm_start: WarmStart | None = None,
     posterior_std: bool = True,
     rgb: bool = False,
+    neighbours: Sequence | None = None,
+    context: int = DEFAULT_CONTEXT,
 ) -> DenoiseResult:
     """Denoise one 2D image (H, W), or a 2D image with a channel axis (RGB or multichannel).
 
@@ -175,8 +215,10 @@ def denoise(
     ensemble: 3 x K prior passes per tile); it is then all NaN. rgb: the
     channel axis (3 entries) holds R, G, B: where the noise is pixel-independent the colour priors
     denoise them together (:func:`choose_prior_set`); otherwise every channel goes through the grey
-    priors on its own.
+    priors on its own. neighbours: the image's neighbouring slices in its stack (like it; in the order
+    -1, +1, -2, +2, ...; None where there is none), of which ``context`` on each side are read with it
+    (:func:`denoise_steps`).
     """
-    settings = DenoiseSettings(preset, str(device), seed, lam)
-    steps = denoise_steps(image, settings, channel_axis, warm_start, posterior_std, rgb=rgb)
+    settings = DenoiseSettings(preset, str(device), seed, lam, context=context)
+    steps = denoise_steps(image, settings, channel_axis, warm_start, posterior_std, rgb=rgb, neighbours=neighbours)
     return finish(steps, None if progress is None else lambda event: progress(event.step, event.total))

@@ -13,6 +13,12 @@ tiles of at most :data:`~.tiling.TILE` pixels (:mod:`.tiling`):
 3. the noise variance (the noise level functions) and Tweedie's posterior variance of the prior mixture
    at ``y`` (:mod:`.uncertainty`), calibrated by Stein's unbiased risk estimate (:func:`~.uncertainty.sure_scale`).
 
+With a stack's neighbouring slices as context (:mod:`.context`), the stabilised slice is first fused
+with its stabilised neighbours where they agree with it; steps 1-3 then run on the fused slice, whose
+noise variance is the per-pixel share ``factor`` of one frame's (in Tweedie's variance and the risk
+estimate's calibration, made in the stabilised domain for it); the noise-variance map stays the
+slice's own noise level function.
+
 An output whose residual ``y - denoised`` has more than :data:`DRIFT_LIMIT` times the mean square of
 that of the plain mixture ``sum_k D_k(y) / K`` removed image structure, not noise: the mixture is
 returned instead. Every prior pass (one prior, one view, one tile) yields a :class:`~.result.WorkStep`:
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .context import fuse
 from .noise_estimate import NoiseModel
 from .presets import EnsemblePreset
 from .priors import self_ensemble
@@ -51,7 +58,8 @@ class EnsembleOutput:
     components: the priors used (the first ``components`` of the set). stabilised: the priors
     denoised the variance-stabilised image. drift_ratio: mean squared residual of the output over
     that of the plain mixture; drifted: it exceeded :data:`DRIFT_LIMIT` (the mixture was returned).
-    posterior_scale: per channel, the factor the posterior variance was scaled by (:func:`~.uncertainty.sure_scale`).
+    agreement: with neighbours, the mean weight of their pixels in the fused slice. posterior_scale:
+    per channel, the factor the posterior variance was scaled by (:func:`~.uncertainty.sure_scale`).
     """
 
     denoised: np.ndarray
@@ -62,6 +70,8 @@ class EnsembleOutput:
     drift_ratio: float
     drifted: bool
     posterior_scale: tuple[float, ...]
+    #: the mean weight of a neighbour's pixel in the fused slice (0: no neighbour; 1: all agree)
+    agreement: float = 0.0
 
 
 def prior_passes(preset: EnsemblePreset, components: int, size: tuple[int, int], posterior: bool = True) -> int:
@@ -76,19 +86,27 @@ def prior_passes(preset: EnsemblePreset, components: int, size: tuple[int, int],
 
 def denoise_ensemble(
     y: np.ndarray, preset: EnsemblePreset, priors: list, noise: NoiseModel, device: torch.device, seed: int,
-    posterior: bool = True,
+    posterior: bool = True, neighbours: list[np.ndarray | None] | None = None,
 ) -> Generator[WorkStep, None, EnsembleOutput]:
     """Denoise ``y`` ((C, H, W) float, model units) with the prior ensemble; ``noise``: its noise model
     (model units). ``posterior=False`` skips the posterior std (all NaN; saves ``(PROBES + 1) x K`` passes
-    per tile). Yields a :class:`~.result.WorkStep` after each prior pass; closing the generator stops
-    the work there."""
+    per tile). ``neighbours``: the slice's neighbours in a stack ((C, H, W), model units, registered to
+    it; None where missing), fused with it where they agree (pixel-independent noise only: they need
+    the variance-stabilised domain). Yields a :class:`~.result.WorkStep` after each prior pass;
+    closing the generator stops the work there."""
     stabiliser = Stabiliser.for_image(y, noise.levels) if preset.stabilise and not noise.correlated else None
     y_fit = stabiliser.forward(y) if stabiliser else y
     noise_fit = stabiliser.noise_model(noise.correlation) if stabiliser else noise
     noisiest = noise_fit.std_quantile(y_fit, NOISIEST)
+    factor, agreement = None, 0.0  # the fused slice's noise variance, a share of one frame's (C, H, W)
+    if stabiliser is not None and neighbours and any(n is not None for n in neighbours):
+        moved = [None if n is None else stabiliser.forward(n) for n in neighbours]
+        y_fit, factor, agreement = fuse(y_fit, moved, 1.0 / stabiliser.span)
+        noisiest = float(np.quantile(np.sqrt(factor), NOISIEST)) / stabiliser.span
     priors = priors[: max(1, sum(p.noise_range[0] <= noisiest for p in priors))]  # the ranges ascend
     k = len(priors)
     yt = torch.from_numpy(np.ascontiguousarray(y_fit, dtype=np.float32)).to(device)
+    share = None if factor is None else torch.from_numpy(factor).to(device)
     size = tuple(yt.shape[-2:])
     total, done = prior_passes(preset, k, size, posterior), 0
 
@@ -122,6 +140,7 @@ def denoise_ensemble(
 
     def output_tile(rows: slice, cols: slice) -> Generator[WorkStep, None, torch.Tensor]:
         y_t, guide_t = yt[:, rows, cols], guide[..., rows, cols]
+
         if preset.final_pass:
             den = 0
             for j, prior in enumerate(priors):
@@ -129,6 +148,8 @@ def denoise_ensemble(
         else:
             den = (weight * guide_t).sum(0)
         noise_var = noise_variance_map(den, levels, y_t)
+        if share is not None:  # the fused slice's own noise
+            noise_var = noise_var * share[:, rows, cols]
         if posterior:
             # the guide is D_k(y) already when it is not a self-ensemble average
             base = (weight * guide_t).sum(0) if preset.ensemble == 1 else (yield from passes(mixture(y_t[None])))[0]
@@ -142,11 +163,21 @@ def denoise_ensemble(
     drift_ratio = float(((yt - denoised) ** 2).mean() / ((yt - mixed) ** 2).mean().clamp_min(1e-12))
     drifted = drift_ratio > DRIFT_LIMIT
     if drifted:
-        denoised, noise_var = mixed, noise_variance_map(mixed, levels, yt)
+        denoised, noise_var = mixed, noise_variance_map(mixed, levels, yt) * (1 if share is None else share)
     if stabiliser is None:
         scale = sure_scale(yt, denoised, noise_var, post_var) if posterior else torch.ones(yt.shape[0], 1, 1)
         return EnsembleOutput(_numpy(denoised), _numpy(noise_var), _numpy((post_var * scale.to(device)).sqrt()), k,
                               False, drift_ratio, drifted, _floats(scale))
+    if share is not None:
+        # the fused slice: its risk estimate in the stabilised domain, where it was denoised (in model
+        # units its input is no single frame); the posterior std then goes through the inverse transform
+        scale = sure_scale(yt, denoised, noise_var, post_var) if posterior else torch.ones(yt.shape[0], 1, 1)
+        post_std = _numpy((post_var * scale.to(device)).sqrt())
+        model_denoised = stabiliser.inverse(_numpy(denoised))
+        model_variance = noise_variance_map(torch.from_numpy(model_denoised), noise.levels, torch.from_numpy(y))
+        model_std = stabiliser.std_to_model(post_std, _numpy(denoised))
+        return EnsembleOutput(model_denoised, model_variance.numpy(), model_std, k, True, drift_ratio, drifted,
+                              _floats(scale), agreement)
     # back to model units: the noise variance from the image's own level functions, the posterior std
     # carried through the inverse transform and calibrated there, in the image's units
     # (docs/explanation/noise-and-uncertainty.md)

@@ -75,6 +75,13 @@ class DenoiseInfo:
     #: per channel, the factor (0.5-4) by which the posterior variance was scaled to the denoised image's
     #: error as Stein's unbiased risk estimate reads it
     posterior_scale: tuple[float, ...] = ()
+    #: neighbouring slices on each side fused with the slice (0: the slice on its own;
+    #: fewer than asked at the ends of a stack), and the whole-pixel shift (dy, dx) each neighbour was
+    #: registered by, in :func:`.context.offsets` order after the slice
+    context: int = 0
+    context_shifts: tuple[tuple[int, int], ...] = ()
+    #: the mean weight of the neighbours' pixels in the fused slice (0 to 1; about 0.88 where all agree)
+    context_weight: float = 0.0
     # -- the variational fit --
     #: Adam steps run (0 for the prior ensemble)
     iterations: int = 0

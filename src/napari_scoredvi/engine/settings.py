@@ -12,6 +12,11 @@ from .presets import DEFAULT_PRESET, Preset, get_preset
 #: the prior sets the engine can use (``auto``: chosen from the image's kind and the measured noise
 #: correlation, :func:`~napari_scoredvi.engine.api.choose_prior_set`; ``colour``: RGB images only)
 PRIOR_SETS = ("auto", "independent", "correlated", "colour")
+#: the most neighbouring slices on each side a slice of a stack can be denoised with (the shipped
+#: context priors read 3 on each side; engine/context.py)
+MAX_CONTEXT = 3
+#: neighbouring slices on each side used by default for a stack's slices (docs/explanation/stacks.md)
+DEFAULT_CONTEXT = 2
 
 
 def check_lam(lam) -> float | None:
@@ -33,11 +38,13 @@ class DenoiseSettings:
     seed: the image's seed; in a stack slice ``k`` is denoised with seed ``seed + k``. lam (the
     variational preset only; ValueError with another): prior weight, None = from the noise level.
     warm_start (the variational preset, stacks): start each slice's fit from the previous slice's
-    networks; the prior ensemble denoises every slice on its own (see :attr:`warm_starts`). priors:
+    networks; the prior ensemble fits nothing (see :attr:`warm_starts`). priors:
     which prior set: ``auto`` (the
     correlated-noise priors where the engine measures correlated noise, the colour priors for an RGB
     image with pixel-independent noise), ``independent``, ``correlated`` or ``colour`` (RGB only;
-    docs/explanation/priors.md).
+    docs/explanation/priors.md). context: neighbouring slices on each side of a stack's slice that
+    the prior ensemble reads with it (0 = every slice on its own; at most :data:`MAX_CONTEXT`; the
+    variational fit and the correlated and colour priors denoise every slice on its own).
     """
 
     preset: Preset = field(default_factory=lambda: get_preset(DEFAULT_PRESET))
@@ -46,6 +53,7 @@ class DenoiseSettings:
     lam: float | None = None
     warm_start: bool = True
     priors: str = "auto"
+    context: int = DEFAULT_CONTEXT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preset", get_preset(self.preset))
@@ -58,6 +66,11 @@ class DenoiseSettings:
                              "preset has no fit to weigh: leave lam at None")
         if self.priors not in PRIOR_SETS:
             raise ValueError(f"priors must be one of {', '.join(PRIOR_SETS)}, got {self.priors!r}")
+        ok = isinstance(self.context, (int, np.integer)) and not isinstance(self.context, bool)
+        if not ok or not 0 <= int(self.context) <= MAX_CONTEXT:
+            raise ValueError(f"context must be a whole number of neighbouring slices on each side, 0 (every slice "
+                             f"on its own) to {MAX_CONTEXT}, got {self.context!r}")
+        object.__setattr__(self, "context", int(self.context))
 
     @property
     def warm_starts(self) -> bool:
@@ -72,4 +85,10 @@ class DenoiseSettings:
     def as_dict(self) -> dict:
         """JSON-ready (provenance, layer metadata)."""
         return {"preset": self.preset.as_dict(), "device": self.device, "seed": self.seed, "lam": self.lam,
-                "warm_start": self.warm_starts, "priors": self.priors}
+                "warm_start": self.warm_starts, "priors": self.priors, "context": self.stack_context}
+
+    @property
+    def stack_context(self) -> int:
+        """Neighbours on each side a stack's slice is denoised with: :attr:`context` for the prior
+        ensemble, 0 for the variational fit (every slice on its own)."""
+        return self.context if self.preset.kind == "ensemble" else 0

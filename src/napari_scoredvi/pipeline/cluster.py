@@ -27,7 +27,7 @@ from ..io.store import open_store
 from .events import SliceDone, SliceFailed, SliceStep, Waiting
 from .job import SliceJob
 from .provenance import slice_record
-from .slices import chain_length, chains, denoise_slices, plan_chains, read_slice, write_slice
+from .slices import chain_length, chains, context_numbers, denoise_slices, plan_chains, read_slice, write_slice
 
 CONNECT_TIMEOUT_S = 10  # seconds to reach a dask scheduler
 POLL_S = 0.1  # how often a cluster run looks for finished tasks and workers' progress
@@ -91,7 +91,7 @@ def run_chain(job: SliceJob, numbers: list[int], planes: dict[int, np.ndarray] |
     results: list = []
     last_check = 0.0
     gen = denoise_slices(data, job.grid, numbers, outputs, job.settings, rgb=job.rgb, done=done,
-                         channels_last=False)
+                         channels_last=False, context_axis=job.context_axis)
     try:
         while True:
             event = next(gen)
@@ -156,7 +156,11 @@ def cluster_events(job: SliceJob, volume: Volume, store, todo: list[int], schedu
             planes = None
             if not reads_path:  # sent slice by slice: each plane is its own piece of data on the cluster
                 fitted = [j for j, _ in plan_chains(ks, chain_length(job.settings), job.settings.warm_starts)]
-                planes = {j: client.scatter(read_slice(volume.array, grid.index(j))) for j in fitted}
+                read = set(fitted)  # and each slice's neighbours, its context
+                for j in fitted:
+                    read.update(n for n in context_numbers(grid, j, job.settings.stack_context, job.context_axis)
+                                if n is not None)
+                planes = {j: client.scatter(read_slice(volume.array, grid.index(j))) for j in sorted(read)}
             futures.append(client.submit(run_chain, job, ks, planes, key=f"scoredvi-{run_id}-chain-{c}", pure=False))
         pending = list(futures)
         reported: set[int] = set()  # slices whose "written" report came before their chain's result

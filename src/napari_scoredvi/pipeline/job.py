@@ -20,6 +20,8 @@ class SliceJob:
     input_path: where workers read the input ("" when the slices are sent with each task).
     write_here: workers write the output store themselves (else they return the slices' arrays).
     rgb: the channel axis holds R, G, B, denoised together by the colour priors (an RGB TIFF).
+    context_axis: the grid axis (an index into ``grid.grid_axes``) along which a slice's neighbours
+    are read as its context (``settings.context``); None: the last (z in a T x Z stack).
     """
 
     input_path: str
@@ -32,10 +34,19 @@ class SliceJob:
     run_id: str = ""
     write_here: bool = True
     rgb: bool = False
+    context_axis: int | None = None
 
     def label(self, k: int) -> dict[str, int]:
         """Slice ``k``'s position by axis letter, e.g. ``{"T": 0, "Z": 3}``."""
         return self.grid.label(k, self.axes)
+
+    @property
+    def context_letter(self) -> str:
+        """The letter of the axis a slice's neighbours are read along ("" for a single 2D image)."""
+        stack_axes = "".join(self.axes[d] for d in self.grid.grid_axes)
+        if not stack_axes:
+            return ""
+        return stack_axes[-1 if self.context_axis is None else self.context_axis]
 
     def where(self, k: int) -> str:
         """Slice ``k``'s position as text, e.g. ``"T=0 Z=3"`` ("" for a single 2D image)."""
@@ -48,10 +59,12 @@ def slice_text(label: dict[str, int]) -> str:
 
 
 def make_job(vol: Volume, in_path: Path | None, out_path: Path, channel_axis, settings: DenoiseSettings,
-             posterior_std: bool) -> SliceJob:
+             posterior_std: bool, context_axis: str | None = None) -> SliceJob:
     """The job of denoising every 2D slice of ``vol`` into ``out_path`` (ValueError for a
     ``channel_axis`` that is not one of the non-Y/X dimensions). An RGB volume's ``C`` axis is the
-    channel axis unless another is given; R, G, B then go through the colour priors together."""
+    channel axis unless another is given; R, G, B then go through the colour priors together.
+    context_axis: the letter of the axis along which neighbours are read (e.g. ``"Z"``, ``"T"``;
+    None: the last one before Y and X that is not the channel axis); ValueError for another letter."""
     ndim = len(vol.axes)
     if channel_axis is None and vol.rgb and "C" in vol.axes:
         channel_axis = vol.axes.index("C")
@@ -66,5 +79,13 @@ def make_job(vol: Volume, in_path: Path | None, out_path: Path, channel_axis, se
     grid = SliceGrid(tuple(int(s) for s in vol.array.shape), tuple(d for d in range(ndim - 2) if d != channel_axis))
     outputs = OUTPUTS + ((POSTERIOR_STD,) if posterior_std else ())
     rgb = vol.rgb and channel_axis is not None and vol.axes[channel_axis] == "C"
+    along = None
+    if context_axis is not None:
+        letter = str(context_axis).upper()
+        stack_axes = "".join(vol.axes[d] for d in grid.grid_axes)
+        if len(letter) != 1 or letter not in stack_axes:
+            raise ValueError(f"the context axis must be one of the stack's axes {', '.join(stack_axes) or '(none)'} "
+                             f"(not Y, X or the channel axis), got {context_axis!r}")
+        along = stack_axes.index(letter)
     return SliceJob(str(in_path) if in_path else "", vol.axes, str(out_path), outputs, grid, channel_axis, settings,
-                    rgb=rgb)
+                    rgb=rgb, context_axis=along)

@@ -44,6 +44,9 @@ def run_parameters(job: SliceJob, vol: Volume) -> dict:
         params["priors"] = s.priors
     if job.rgb:  # likewise: only RGB runs, which did not exist before, record it
         params["rgb"] = True
+    if s.stack_context and not job.rgb:  # likewise: stores of slice-by-slice runs stay resumable
+        params["context"] = s.stack_context
+        params["context_axis"] = job.context_letter
     return params
 
 
@@ -76,6 +79,7 @@ def layer_provenance(source: str, settings: DenoiseSettings, scope: str, n_slice
     params = {"source": source, "preset": settings.preset.as_dict(), "device": settings.device,
               "seed": settings.seed, "scope": scope, "lam": "auto" if settings.lam is None else settings.lam,
               "warm_start": settings.warm_starts and n_slices > 1, "priors": settings.priors,
+              "context": settings.stack_context,
               "version": __version__, "slices_done": []}
     if store is not None:
         params["store"] = str(store.path)

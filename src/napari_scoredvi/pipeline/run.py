@@ -114,7 +114,7 @@ class StackRun:
     def _local(self) -> Generator[SliceStep | SliceDone | SliceFailed, None, None]:
         outcome = yield from denoise_slices(self.volume.array, self.job.grid, self.todo, self.store.arrays(),
                                             self.job.settings, rgb=self.job.rgb, done=self.store.done_flags,
-                                            channels_last=False)
+                                            channels_last=False, context_axis=self.job.context_axis)
         if outcome.failed is not None:
             yield outcome.failed
 
@@ -128,10 +128,13 @@ def prepare_run(
     resume: bool = False,
     overwrite: bool = False,
     numbers: Sequence[int] | None = None,
+    context_axis: str | None = None,
 ) -> StackRun:
     """Check the input, then create the output store (or open it to resume, or replace it).
 
     numbers: the slice numbers to do (default: all); those already done in a resumed store are skipped.
+    context_axis: the axis letter along which ``settings.context`` neighbours are read with each slice
+    (default: the last axis before Y and X that is not the channel axis, e.g. Z of TZYX).
 
     The input is checked before any output is written or deleted: its axes, dtype and size, and its
     first slice's values (a first slice with NaN/Inf or too few pixels raises ValueError). An
@@ -143,7 +146,7 @@ def prepare_run(
     in_path = Path(volume.source).resolve() if volume.source else None
     if in_path is not None:
         check_paths(in_path, out_path)
-    job = make_job(volume, in_path, out_path, channel_axis, settings, posterior_std)
+    job = make_job(volume, in_path, out_path, channel_axis, settings, posterior_std, context_axis)
     params = run_parameters(job, volume)
     check_slice(job, volume, 0)
     check_unlocked(out_path)  # before a resume reads it or an overwrite deletes it under another run
@@ -171,6 +174,7 @@ def denoise_volume(
     overwrite: bool = False,
     scheduler=None,
     progress: ProgressCallback | None = None,
+    context_axis: str | None = None,
 ) -> Path:
     """Denoise every 2D Y-X slice of a TIFF/Zarr volume; write an OME-Zarr store; return its path.
 
@@ -182,7 +186,9 @@ def denoise_volume(
     the posterior standard deviation. resume: keep the slices an earlier run finished and do the
     rest. overwrite: delete an existing output first. scheduler: None runs here, one slice at a
     time; a ``dask.distributed`` scheduler address (or Client) runs the slices on its workers.
-    progress: called with every event of the run (:meth:`StackRun.steps`).
+    progress: called with every event of the run (:meth:`StackRun.steps`). context_axis: the axis
+    letter along which each slice's ``settings.context`` neighbours are read (default: the last
+    stack axis, Z of TZYX).
 
     Bad input raises before any output exists (see :func:`prepare_run`); another slice with bad
     values stops the run there, keeping the finished slices (RuntimeError).
@@ -193,7 +199,8 @@ def denoise_volume(
 
         resolve_device(settings.device)  # fail now, not at the first slice, if the device is absent
     vol = open_volume(input_path, axes)
-    run = prepare_run(vol, output_path, settings, channel_axis, posterior_std, resume, overwrite)
+    run = prepare_run(vol, output_path, settings, channel_axis, posterior_std, resume, overwrite,
+                      context_axis=context_axis)
     events = run.steps(scheduler)
     try:
         for event in events:

@@ -1,6 +1,6 @@
 """Denoising a stack slice by slice: the one loop that the napari widget and the batch pipeline share.
 
-The prior ensemble (``fast``, ``balanced``) denoises every slice on its own. The variational fit
+The prior ensemble (``fast``, ``balanced``) fits nothing: each slice is denoised once. The variational fit
 warm-starts (``settings.warm_starts``): neighbouring slices of a z-stack or time series look alike,
 so each slice's fit starts from the networks fitted to the slice before it and runs the preset's
 ``warm_iterations`` instead of its full ``iterations``. Those slices are grouped in chains of
@@ -8,6 +8,11 @@ so each slice's fit starts from the networks fitted to the slice before it and r
 of a slice independent of where a run started (a resumed batch run or a dask worker recomputes the
 chain from its start) and let a cluster fit chains in parallel; without warm starts a chain is one
 slice (:func:`chain_length`). Slice ``k`` is denoised with seed ``settings.seed + k``.
+
+With ``settings.context`` > 0 the prior ensemble reads each slice with its neighbours along one
+axis of the stack (the context axis: by default the last before Y and X, z in a T x Z stack;
+:func:`context_numbers`), read lazily and kept only while their window needs them: a slice's
+result depends only on the input around it, so resumes, ranges and cluster tasks stay exact.
 
 :func:`denoise_stack_steps` is the loop over slice numbers (reading and writing through callbacks);
 :func:`denoise_slices` runs it on the slices of an array (numpy, dask or zarr, read one slice at a
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.api import denoise_steps
+from ..engine.context import offsets
 from ..engine.result import DenoiseInfo, DenoiseResult, WarmStart
 from ..engine.settings import DenoiseSettings
 from ..io.slice_grid import SliceGrid
@@ -49,6 +55,43 @@ def chain_start(k: int, chain: int = CHAIN) -> int:
     return k - k % chain
 
 
+def context_numbers(grid: SliceGrid, k: int, context: int, axis: int | None = None) -> list[int | None]:
+    """The slice numbers of slice ``k``'s neighbours along grid axis ``axis`` (an index into
+    ``grid.grid_axes``; None: the last), ``context`` on each side, in :func:`..engine.context.offsets`
+    order (-1, +1, -2, +2, ...), None beyond the ends of the stack."""
+    if context <= 0 or not grid.grid_axes:
+        return []
+    axis = len(grid.grid_axes) - 1 if axis is None else axis
+    position = list(grid.position(k))
+    out: list[int | None] = []
+    for o in offsets(context)[1:]:
+        q = position[axis] + o
+        if 0 <= q < grid.grid_shape[axis]:
+            out.append(grid.number(tuple(position[:axis] + [q] + position[axis + 1:])))
+        else:
+            out.append(None)
+    return out
+
+
+class SliceCache:
+    """Slices read through ``read(k)``, the last ``size`` kept: a slice's window shares most of its
+    slices with the next one's, and memory stays flat in the stack's length."""
+
+    def __init__(self, read: Callable[[int], np.ndarray], size: int) -> None:
+        self.read, self.size = read, max(1, size)
+        self._kept: dict[int, np.ndarray] = {}
+
+    def __call__(self, k: int) -> np.ndarray:
+        if k in self._kept:
+            self._kept[k] = self._kept.pop(k)  # most recently used last
+            return self._kept[k]
+        plane = self.read(k)
+        self._kept[k] = plane
+        while len(self._kept) > self.size:
+            self._kept.pop(next(iter(self._kept)))
+        return plane
+
+
 def denoise_stack_steps(
     read: Callable[[int], np.ndarray],
     numbers: Sequence[int],
@@ -57,6 +100,7 @@ def denoise_stack_steps(
     channel_axis: int | None = None,
     posterior_std: bool = True,
     rgb: bool = False,
+    neighbours: Callable[[int], list[int | None]] | None = None,
 ) -> Generator[SliceStep | tuple[int, DenoiseResult], None, list[int]]:
     """Denoise the slices ``numbers`` (slice numbers in the stack, any order) one after the other.
 
@@ -66,6 +110,8 @@ def denoise_stack_steps(
     written), so every slice gets the same result whatever subset is asked for; otherwise exactly the
     slices ``numbers`` are denoised. ``posterior_std=False`` skips the posterior std (NaN in the results).
     ``rgb``: the channel axis holds R, G, B (the colour priors; :func:`~napari_scoredvi.engine.api.denoise_steps`).
+    ``neighbours(k)``: the slice numbers of slice ``k``'s neighbours (:func:`context_numbers`), read
+    with it as its context (none: every slice on its own).
 
     Yields a :class:`SliceStep` after each unit of work (a prior pass, a fit step) and ``(k, result)``
     after each written slice. Closing the generator stops the work within one unit. Returns the slice numbers
@@ -74,6 +120,8 @@ def denoise_stack_steps(
     """
     warm_start, chain = settings.warm_starts, chain_length(settings)
     plan = plan_chains(sorted(set(int(k) for k in numbers)), chain, warm_start)
+    context = settings.stack_context if neighbours is not None and not rgb else 0
+    read = SliceCache(read, 2 * context + 2)
     written: list[int] = []
     state: WarmStart | None = None
     for k, keep in plan:
@@ -81,8 +129,9 @@ def denoise_stack_steps(
             state = None
         steps = None
         try:
+            around = [None if j is None else read(j) for j in neighbours(k)] if context else None
             steps = denoise_steps(read(k), settings.with_(seed=settings.seed + k), channel_axis, state, posterior_std,
-                                  rgb=rgb)
+                                  rgb=rgb, neighbours=around)
             while True:
                 event = next(steps)
                 yield SliceStep(k, event.step, event.total, event.unit)
@@ -170,6 +219,7 @@ def denoise_slices(
     done=None,
     total: int | None = None,
     channels_last: bool | None = None,
+    context_axis: int | None = None,
 ) -> Generator[SliceStep | SliceDone, None, SlicesOutcome]:
     """Denoise the 2D slices ``numbers`` of ``data`` (slice numbers of ``grid``) into ``outputs``.
 
@@ -182,7 +232,9 @@ def denoise_slices(
     Otherwise (a batch run's RGB volume, channels before Y and X) the outputs keep the channel axis.
     done: an array of per-slice flags set to 1 once a slice's outputs are written (a killed run
     leaves it unset). total: the slice count the :class:`SliceDone` events report
-    (default: ``len(numbers)``). Reads one slice at a time, so dask/zarr data is never loaded whole.
+    (default: ``len(numbers)``). context_axis: the grid axis (an index into ``grid.grid_axes``; None:
+    the last) along which ``settings.context`` neighbours are read with each slice. Reads one slice at
+    a time (and keeps a slice's window), so dask/zarr data is never loaded whole.
 
     Yields :class:`SliceStep` and :class:`SliceDone` events; closing the generator stops within an
     iteration. A failing slice ends the run (the slices written before it stay written) and is
@@ -214,7 +266,11 @@ def denoise_slices(
         if done is not None:
             done[k] = 1  # only after the data
 
-    loop = denoise_stack_steps(read, numbers, write, settings, channel_axis, "posterior_std" in outputs, rgb=rgb)
+    def around(k: int) -> list[int | None]:
+        return context_numbers(grid, k, settings.stack_context, context_axis)
+
+    loop = denoise_stack_steps(read, numbers, write, settings, channel_axis, "posterior_std" in outputs, rgb=rgb,
+                               neighbours=around)
     try:
         while True:
             event = next(loop)
