@@ -30,7 +30,7 @@ data range the range of their truth; means over the stacks of a group; seconds p
 * ``scoredvi <preset> context K`` for each K of ``--contexts`` (default the engine's default,
   ``DenoiseSettings.context``), ``... slice by slice`` (context 0, the ablation): the pipeline's
   slice loop (``pipeline.slices.denoise_slices``) on the stack, only the scored slices asked for;
-  never cached (the context weights change).
+  never cached (the engine changes).
 * ``naive 2.5D (K)``: the K neighbours on each side registered to the slice (whole-pixel phase
   correlation, ``skimage.registration.phase_cross_correlation``, plain cross-correlation, edges
   reflected), averaged with it, then the same preset slice by slice (it estimates the lower noise
@@ -774,10 +774,8 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     with Report("stacks", args.results, "stacks benchmark", args.threads) as report:
         engine = engine_version()
-        weights = ROOT / "src" / "napari_scoredvi" / "engine" / "priors" / "weights" / "gray_context.pt"
-        wfp = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.exists() else "missing"
         k = target_context(args.contexts)
-        print(f"engine {engine}, context weights gray_context.pt {wfp}; preset {args.preset}, contexts "
+        print(f"engine {engine}; preset {args.preset}, contexts "
               f"{sorted(set(args.contexts) | {0})}, targets at context {k}; {args.threads} torch thread(s)", flush=True)
         skipped: dict[str, str] = {}
         args.bm4d = not args.no_bm4d and opponents.available("bm4d")
@@ -833,7 +831,7 @@ def run(args: argparse.Namespace) -> None:
         written = figures(kept, args) if args.figures else []
         for path in written:
             print(f"wrote {path}")
-        report.data.update({"engine": engine, "context_weights": wfp, "preset": args.preset,
+        report.data.update({"engine": engine, "preset": args.preset,
                             "contexts": sorted(set(args.contexts) | {0}), "target_context": k, "groups": out,
                             "targets": checks, "failed_targets": failed, "figures": written,
                             "args": {a: str(v) if isinstance(v, Path) else v for a, v in vars(args).items()

@@ -26,15 +26,17 @@ MAX_SHIFT = 32
 REGISTER_SMOOTH_PX = (2.0, 4.0)
 #: the std (pixels) of the Gaussian over which a neighbour's agreement with the slice is measured
 AGREE_SMOOTH_PX = 2.0
-#: a neighbour pixel's weight is ``exp(-d^2 / (2 (TOLERANCE s)^2))`` for a smoothed difference ``d``
-#: whose std from the noise alone is ``s``: about 0.88 where slice and neighbour agree
-TOLERANCE = 2.0
+#: a neighbour pixel's weight is ``exp(-b^2 / (2 (TOLERANCE sigma)^2))``, ``b^2 = max(d^2 - s^2, 0)`` the
+#: squared difference of neighbour and slice beyond what the noise alone gives (``d`` their smoothed
+#: difference, ``s`` its std from the noise alone) and ``sigma`` a pixel's noise std: near 1 where they
+#: agree, 0.6 for a difference of half the noise, nothing for a structure the slice lacks
+TOLERANCE = 0.5
 #: a pixel's weight is the least over the ERODE x ERODE pixels around it: trusted only amid agreement
 ERODE = 5
 #: a neighbour's gate: the correlation of neighbour and slice, both smoothed by a Gaussian of
 #: GATE_SMOOTH_PX pixels; it weighs nothing below GATE[0] (an unrelated slice), fully above GATE[1]
 GATE_SMOOTH_PX = 4.0
-GATE = (0.4, 0.7)
+GATE = (0.45, 0.75)
 
 
 def offsets(context: int) -> list[int]:
@@ -85,11 +87,11 @@ def fuse(centre: np.ndarray, neighbours: Sequence[np.ndarray | None], noise_std:
     fused slice (float32), its noise variance as a share of one frame's (``factor``, (C, H, W), 1 where
     no neighbour agrees, about ``1 / (2K + 1)`` where all do) and the mean weight of a neighbour pixel.
 
-    A neighbour pixel's weight is ``exp(-d^2 / (2 (TOLERANCE s)^2))``, ``d`` the neighbour's
-    difference from the slice smoothed by a Gaussian of :data:`AGREE_SMOOTH_PX` pixels and ``s`` the
-    std that difference has from the noise alone, the least over :data:`ERODE` x :data:`ERODE` pixels
-    around it, times the neighbour's gate (:func:`gate`); the fused slice is the weighted mean (the
-    slice weighs 1)."""
+    A neighbour pixel's weight is ``exp(-b^2 / (2 (TOLERANCE noise_std)^2))`` with
+    ``b^2 = max(d^2 - s^2, 0)``, ``d`` the neighbour's difference from the slice smoothed by a
+    Gaussian of :data:`AGREE_SMOOTH_PX` pixels and ``s`` the std that difference has from the noise
+    alone; the least such weight over :data:`ERODE` x :data:`ERODE` pixels around it, times the
+    neighbour's gate (:func:`gate`). The fused slice is the weighted mean (the slice weighs 1)."""
     from scipy.ndimage import gaussian_filter, minimum_filter
 
     sigma = (0.0, AGREE_SMOOTH_PX, AGREE_SMOOTH_PX)
@@ -101,7 +103,8 @@ def fuse(centre: np.ndarray, neighbours: Sequence[np.ndarray | None], noise_std:
         if n is None:
             continue
         d = gaussian_filter(n.astype(np.float64) - c, sigma)
-        w = minimum_filter(np.exp(-(d**2) / (2.0 * (TOLERANCE * s) ** 2)), size=(1, ERODE, ERODE))
+        excess = np.maximum(d**2 - s**2, 0.0)
+        w = minimum_filter(np.exp(-excess / (2.0 * (TOLERANCE * noise_std) ** 2)), size=(1, ERODE, ERODE))
         w *= gate(c, n)
         total += w * n
         weights += w

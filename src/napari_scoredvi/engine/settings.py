@@ -16,7 +16,7 @@ PRIOR_SETS = ("auto", "independent", "correlated", "colour")
 #: context priors read 3 on each side; engine/context.py)
 MAX_CONTEXT = 3
 #: neighbouring slices on each side used by default for a stack's slices (docs/explanation/stacks.md)
-DEFAULT_CONTEXT = 2
+DEFAULT_CONTEXT = 1
 
 
 def check_lam(lam) -> float | None:

@@ -23,7 +23,8 @@ from .job import SliceJob
 SAVE_EVERY_S = 2.0  # rewrite the provenance attributes at most this often during a run (and at its end)
 #: the engine's account of a slice kept in its record (besides slice, status, seed, device, seconds, iterations)
 RECORDED_INFO = ("lam", "noise_std", "diverged", "drifted", "retries", "warm_start", "photon_transfer",
-                 "noise_correlated", "noise_lag1", "posterior_scale", "prior_set", "stabilised")
+                 "noise_correlated", "noise_lag1", "posterior_scale", "prior_set", "stabilised", "context",
+                 "context_shifts", "context_weight")
 
 
 def input_name(vol: Volume) -> str:
