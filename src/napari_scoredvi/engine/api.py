@@ -91,9 +91,8 @@ def denoise_steps(
     None where the stack has none; the first ``2 * settings.context`` are fused with the image where
     they agree with it (:mod:`.context`; the prior ensemble with pixel-independent noise only:
     otherwise ignored, and ``info.context`` is 0). Closing the generator (or stopping to iterate it)
-    stops the work. The
-    first call tunes the process's memory allocator (:mod:`.host_memory`: fewer page faults, flat
-    peak memory over many slices).
+    stops the work. The first call tunes the process's memory allocator (:mod:`.host_memory`: fewer
+    page faults, flat peak memory over many slices).
     """
     t0 = time.perf_counter()
     tune_allocator()
