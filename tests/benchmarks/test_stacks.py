@@ -10,6 +10,7 @@ import numpy as np
 
 from benchmarks import __main__ as entry
 from benchmarks import stacks
+from napari_scoredvi.engine.settings import DEFAULT_CONTEXT
 
 
 def test_stacks_runs_end_to_end_on_tiny_synthetic_stacks(tmp_path, monkeypatch):
@@ -31,14 +32,15 @@ def test_stacks_runs_end_to_end_on_tiny_synthetic_stacks(tmp_path, monkeypatch):
     entry.main(argv)
     report = json.loads((tmp_path / "stacks.json").read_text())
     assert set(report["groups"]) == {"zstack 2 steps/resolution", "timelapse motion"}
-    assert report["contexts"] == [0, 2] and report["target_context"] == 2
-    ours, sbs = "scoredvi fast context 2", "scoredvi fast slice by slice"
+    assert report["contexts"] == [0, DEFAULT_CONTEXT] and report["target_context"] == DEFAULT_CONTEXT
+    ours, sbs = f"scoredvi fast context {DEFAULT_CONTEXT}", "scoredvi fast slice by slice"
     for group in report["groups"].values():
         rows = group["summary"]
-        assert {ours, sbs, "naive 2.5D (K 2)", "mean of window (K 2)", stacks.BM4D, stacks.NOISY} <= set(rows)
+        assert {ours, sbs, f"naive 2.5D (K {DEFAULT_CONTEXT})", f"mean of window (K {DEFAULT_CONTEXT})", stacks.BM4D,
+                stacks.NOISY} <= set(rows)
         assert all(math.isfinite(r["psnr"]) and r["seconds_per_slice"] >= 0 for r in rows.values())
         stack = group["stacks"][0]
-        assert stack["rows"][ours]["context_used"] == [2] * len(stack["scored"])
+        assert stack["rows"][ours]["context_used"] == [DEFAULT_CONTEXT] * len(stack["scored"])
         assert stack["rows"][sbs]["context_used"] == [0] * len(stack["scored"])
     assert calls  # the BM4D search ran, in both domains, and its runs were cached
     cached = json.loads((tmp_path / "stacks-cache-opponents.json").read_text())
