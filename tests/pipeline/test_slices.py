@@ -102,7 +102,7 @@ def test_denoise_slices_into_arrays_and_close():
             next(gen)
     assert stop.value.value.written == [(1,), (2,)] and stop.value.value.failed is None
     assert all(den[i].any() for i in range(3)) and done.tolist() == [1, 1, 1]
-    # each slice is `denoise` of it with its seed and its neighbours (-1, +1, -2, +2: the default context reads the first)
+    # each slice is `denoise` of it with its seed and its neighbours (-1, +1, -2, +2; the default context: the first)
     first = denoise(noisy[0], preset="fast", device="cpu", seed=0, neighbours=[None, noisy[1], None, noisy[2]])
     last = denoise(noisy[2], preset="fast", device="cpu", seed=2, neighbours=[noisy[1], None, noisy[0], None])
     np.testing.assert_array_equal(den[0], first.denoised)
