@@ -10,9 +10,9 @@ Every measurement runs in a fresh child process (so its peak RSS, ``ru_maxrss``,
 * ``stack``: a synthetic ``--stack-slices`` x 512 x 512 fluorescence stack (Poisson-Gaussian, known
   ground truth) through the stack loop (``pipeline.slices.denoise_stack_steps``, no posterior std,
   as the widget and the batch command run by default) for each of ``--stack-configs``: seconds per
-  slice against BM3D's on every 8th slice, PSNR on those slices. The ensemble presets denoise every
-  slice on its own; for the variational preset the warm-started loop is also compared with fitting
-  the every-8th slices on their own (seconds and PSNR).
+  slice against BM3D's on every 8th slice, PSNR on those slices. The ensemble presets read each slice
+  with its neighbours (the default context); for the variational preset the warm-started loop is also
+  compared with fitting the every-8th slices on their own (seconds and PSNR).
 * ``large``: one ``--large`` x ``--large`` synthetic slice per ``--large-configs`` (``denoise`` with
   its defaults): seconds, the highest RSS (sampled every 20 ms) in each stage (noise estimate and
   set-up, the prior passes or fit steps, the outputs) and the peak.
@@ -110,9 +110,11 @@ def _slice(spec: dict) -> dict:
 
 def _stack_loop(spec: dict) -> dict:
     from napari_scoredvi.engine.settings import DenoiseSettings
-    from napari_scoredvi.pipeline.slices import denoise_stack_steps
+    from napari_scoredvi.io.slice_grid import SliceGrid
+    from napari_scoredvi.pipeline.slices import context_numbers, denoise_stack_steps
 
     noisy, clean = _stack(spec["slices"], spec["size"])
+    grid = SliceGrid.leading(noisy.shape, 1)
     numbers = spec["numbers"]
     outs: dict[int, np.ndarray] = {}
     t0 = time.perf_counter()
@@ -122,7 +124,8 @@ def _stack_loop(spec: dict) -> dict:
     else:
         settings = DenoiseSettings(preset_config(spec["method"]), "cpu", warm_start=spec["warm"])
         for _ in denoise_stack_steps(lambda k: noisy[k], numbers, lambda k, r: outs.__setitem__(k, r.denoised),
-                                     settings, posterior_std=False):
+                                     settings, posterior_std=False,  # with each slice's neighbours, as runs read them
+                                     neighbours=lambda k: context_numbers(grid, k, settings.stack_context)):
             pass
     sec = (time.perf_counter() - t0) / len(numbers)
     peak = float(clean.max() - clean.min())
