@@ -36,7 +36,7 @@ ERODE = 5
 #: a neighbour's gate: the correlation of neighbour and slice, both smoothed by a Gaussian of
 #: GATE_SMOOTH_PX pixels; it weighs nothing below GATE[0] (an unrelated slice), fully above GATE[1]
 GATE_SMOOTH_PX = 4.0
-GATE = (0.45, 0.75)
+GATE = (0.6, 0.85)
 
 
 def offsets(context: int) -> list[int]:
