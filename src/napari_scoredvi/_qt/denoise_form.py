@@ -233,9 +233,7 @@ class DenoiseForm(Container):
         self._output_box.line_edit.value = self._typed_outputs.get(layer_key(layer), "") if layer is not None else ""
         self._output_auto = None
         self._label_range()
-        self._show_scope()
-        if self._scope_box.value != SCOPE_SLICE:
-            self._suggest_output()
+        self._show_scope()  # fills a stack's output box with this layer's default, too
 
     def _output_typed(self, event=None) -> None:
         """The temporary-folder note is for the filled-in default only: gone once a path is typed."""

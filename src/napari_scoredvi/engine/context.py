@@ -102,10 +102,13 @@ def fuse(centre: np.ndarray, neighbours: Sequence[np.ndarray | None], noise_std:
     for n in neighbours:
         if n is None:
             continue
+        most = gate(c, n)
+        if most == 0.0:  # an unrelated slice: it weighs nothing anywhere
+            used.append(0.0)
+            continue
         d = gaussian_filter(n.astype(np.float64) - c, sigma)
         excess = np.maximum(d**2 - s**2, 0.0)
-        w = minimum_filter(np.exp(-excess / (2.0 * (TOLERANCE * noise_std) ** 2)), size=(1, ERODE, ERODE))
-        w *= gate(c, n)
+        w = most * minimum_filter(np.exp(-excess / (2.0 * (TOLERANCE * noise_std) ** 2)), size=(1, ERODE, ERODE))
         total += w * n
         weights += w
         squares += w**2
